@@ -1,0 +1,1 @@
+"""Datasets fast-reid lacks, registered in its ``DATASET_REGISTRY`` on import."""

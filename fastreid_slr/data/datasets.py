@@ -1,0 +1,2 @@
+"""Imports every dataset module so that each registers itself."""
+from . import personx  # noqa: F401

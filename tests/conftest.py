@@ -1,0 +1,30 @@
+"""Test-wide set-up: a stable dataset cache, and slow / GPU tests skipped unless asked for."""
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# fast-reid reads FASTREID_DATASETS once, on import: set it before anything imports fastreid.
+os.environ.setdefault("FASTREID_DATASETS", os.path.join(REPO, ".cache", "datasets"))
+
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow or gpu")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes of CPU; skipped unless --run-slow")
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped unless --run-slow and CUDA exists")
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = config.getoption("--run-slow")
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
+        if "gpu" in item.keywords and not (run_slow and torch.cuda.is_available()):
+            item.add_marker(pytest.mark.skip(reason="needs CUDA and --run-slow"))
