@@ -1,6 +1,8 @@
 # Two commands: `make demo` and `make test`. Each sets up .venv first (idempotent: redone only
 # when setup.py or this Makefile change).
 PYTHON ?= python3
+# Where datasets (and the generated procedural demo data) live; see README.
+export FASTREID_DATASETS ?= $(CURDIR)/datasets
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
@@ -19,7 +21,7 @@ $(STAMP): setup.py Makefile
 	touch $(STAMP)
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) tools/train_net.py --config-file configs/Demo/baseline-procedural.yml
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -286,6 +286,22 @@ def _to_tensor_numpy2() -> bool:
     return True
 
 
+@_patch("clear_missing_dataset_error")
+def _clear_missing_dataset_error() -> bool:
+    """A missing dataset raised ``RuntimeError('"<path>" is not found')``; name the dataset, the
+    expected path and ``FASTREID_DATASETS`` instead (a usability fix, not a break)."""
+    from fastreid.data.datasets.bases import Dataset
+    from .data.paths import missing_dataset_error
+
+    def check_before_run(self, required_files):
+        for path in [required_files] if isinstance(required_files, str) else required_files:
+            if not os.path.exists(path):
+                raise missing_dataset_error(type(self).__name__, path)
+
+    Dataset.check_before_run = check_before_run
+    return True
+
+
 # --------------------------------------------------------------------------- training
 @_patch("no_contiguous_params")
 def _no_contiguous_params() -> bool:
@@ -448,13 +464,11 @@ def _load_checkpoint_file(self, f: str):
 
 @_patch("safe_checkpoint_loading")
 def _safe_checkpoint_loading() -> bool:
-    """fast-reid's Checkpointer relies on torch.load's default, which changed in torch 2.6; make
-    safe loading explicit on every torch, and let the LR schedulers' state pass it."""
+    """fast-reid's Checkpointer relies on torch.load's default, which is unsafe before torch 2.6
+    and can be flipped back by ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``: make safe loading explicit."""
     from fastreid.utils.checkpoint import Checkpointer
 
     Checkpointer._load_file = _load_checkpoint_file
-    # MultiStepLR keeps its milestones in a Counter, which the safe unpickler refuses by default.
-    torch.serialization.add_safe_globals([collections.Counter])
     return True
 
 

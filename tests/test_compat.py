@@ -214,15 +214,15 @@ def test_checkpoint_resume_with_weights_only(tmp_path):
 
 class _Exploit:
     def __reduce__(self):
-        return (os.system, ("echo pwned",))
+        return (os.getcwd, ())  # harmless, but code that runs on load
 
 
-def test_crafted_checkpoint_is_refused(tmp_path):
+def test_crafted_checkpoint_is_refused(tmp_path, monkeypatch):
     from fastreid.utils.checkpoint import Checkpointer
 
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch's default turned unsafe
     path = tmp_path / "evil.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"model": _Exploit()}, f)
+    torch.save({"model": _Exploit()}, path)
     with pytest.raises(pickle.UnpicklingError):
         Checkpointer(torch.nn.Linear(1, 1))._load_file(str(path))
 
@@ -245,3 +245,13 @@ def test_pretrained_weights_offline_fail_fast_then_load(tmp_path, monkeypatch):
     torch.save({k: torch.full_like(v, 0.5) for k, v in donor.state_dict().items()}, expected)
     model = DefaultTrainer.build_model(cfg)
     assert torch.all(model.backbone.conv1.weight == 0.5)
+
+
+@pytest.mark.parametrize("name", ["Market1501", "DukeMTMC", "PersonX"])
+def test_missing_dataset_names_path_and_env(name, tmp_path):
+    from fastreid.data.datasets import DATASET_REGISTRY
+
+    with pytest.raises(FileNotFoundError) as info:
+        DATASET_REGISTRY.get(name)(root=str(tmp_path))
+    message = str(info.value)
+    assert name in message and str(tmp_path) in message and "FASTREID_DATASETS" in message

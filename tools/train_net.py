@@ -4,6 +4,10 @@
 Same shape and flags as fast-reid's own ``tools/train_net.py``; fast-reid's meta-architectures
 run unchanged.
 """
+import logging
+
+import torch
+
 import fastreid_slr  # noqa: F401  (applies the compat patches and registers the plugin)
 from fastreid.config import get_cfg
 from fastreid.engine import DefaultTrainer, default_argument_parser, default_setup, launch
@@ -19,6 +23,10 @@ def setup(args):
     add_slr_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger("fastreid_slr").warning("MODEL.DEVICE is %s but CUDA is not available: "
+                                                  "running on the CPU", cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
     set_default_spec(ProceduralSpec.from_config(cfg))
