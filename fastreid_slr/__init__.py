@@ -1,12 +1,15 @@
 """fastreid-slr: SLR pseudo-label refinement for unsupervised domain adaptive person Re-ID.
 
 Importing the package makes fast-reid 1.4.0 work on today's torch (``compat``) and registers
-every component of the plugin in fast-reid's registries.
+every component of the plugin in fast-reid's registries: the ``SLR`` meta-architecture, the
+``build_dual_resnet_backbone`` backbone, and the ``PersonX`` / ``ProceduralA`` / ``ProceduralB``
+datasets.
 """
 from . import compat
 
 compat.apply_all()
 
+from . import modeling  # noqa: E402,F401  (registers the SLR meta-architecture and dual backbone)
 from .config import add_slr_config  # noqa: E402
 from .data import datasets  # noqa: E402,F401  (registers PersonX and the procedural datasets)
 

@@ -415,6 +415,29 @@ def _launch_backend() -> bool:
     return True
 
 
+@_patch("metric_printer_same_iteration")
+def _metric_printer_same_iteration() -> bool:
+    """CommonMetricPrinter divides by the iterations since its last write when the iteration timer
+    has no history yet (the first 3 iterations of a run); two writes at one iteration (the last
+    step's, then the epoch's) divide by zero. Skip the second write."""
+    from fastreid.utils.events import CommonMetricPrinter, get_event_storage
+
+    original = CommonMetricPrinter.write
+    if getattr(original, "_slr_patched", False):
+        return False
+
+    @functools.wraps(original)
+    def write(self):
+        last = getattr(self, "_last_write", None)
+        if last is not None and last[0] == get_event_storage().iter:
+            return
+        original(self)
+
+    write._slr_patched = True
+    CommonMetricPrinter.write = write
+    return True
+
+
 # --------------------------------------------------------------------------- evaluation
 _CYTHON_WARNED = []
 

@@ -69,7 +69,63 @@ def add_slr_config(cfg):
     _C.SLR.PRETRAIN.TARGET_BN = True
 
     # ------------------------------------------------------------------ pseudo-labels (clustering, SLR refinement)
-    # (keys of the pseudo-label hook go here)
+    # Stage 2 trains DATASETS.NAMES (the target's train split, its labels never used) and tests
+    # DATASETS.TESTS.
+    # Cluster (and refine) every this many epochs (paper: every epoch).
+    _C.SLR.CLUSTER_EVERY = 1
+    # Training iterations per adaptation epoch, whatever the number of kept samples (ABMT: 400).
+    _C.SLR.ITERS_PER_EPOCH = 400
+
+    _C.SLR.CLUSTER = CN()
+    # Module (d) of Table 3: "dbscan" (paper) or "hdbscan" on the Jaccard distances.
+    _C.SLR.CLUSTER.METHOD = "dbscan"
+    # k1 / k2 of the k-reciprocal Jaccard distance (SpCL and fast-reid: 30 / 6; ABMT: 20 / 6).
+    _C.SLR.CLUSTER.K1 = 30
+    _C.SLR.CLUSTER.K2 = 6
+    # DBSCAN radius on the Jaccard distance (fixed, as SpCL).
+    _C.SLR.CLUSTER.EPS = 0.6
+    # > 0: per-epoch eps = mean of the smallest RHO fraction of distances (ABMT's rule, ρ=2e-3).
+    _C.SLR.CLUSTER.RHO = 0.0
+    # DBSCAN min_samples (a point counts itself, sklearn convention).
+    _C.SLR.CLUSTER.MIN_SAMPLES = 4
+    # Min cluster size when METHOD is "hdbscan".
+    _C.SLR.CLUSTER.MIN_CLUSTER_SIZE = 7
+    # Use a faiss GPU index for the kNN when faiss-gpu and CUDA are present.
+    _C.SLR.CLUSTER.USE_GPU = True
+
+    _C.SLR.REFINE = CN()
+    # False = the ABMT baseline: train on the clustering labels as they are (Table 3, first row).
+    _C.SLR.REFINE.ENABLED = True
+    # α of Eq. 4: weight of this epoch's one-hot label against the projected previous label.
+    _C.SLR.REFINE.ALPHA = 0.5
+    # Eq. 2's normalisation of the IoU projection: "row" (rows sum to 1), "col", "none", "softmax".
+    _C.SLR.REFINE.NORMALIZE = "row"
+    # Module (h) of Table 3: "hdbscan" (paper), "dbscan", "max" (argmax), "none" (train on the
+    # soft labels themselves).
+    _C.SLR.REFINE.HARDEN = "hdbscan"
+    # HDBSCAN min cluster size of module (h) (Table 4; paper 7).
+    _C.SLR.REFINE.MIN_CLUSTER_SIZE = 7
+    # eps / min_samples of module (h) when HARDEN is "dbscan" (euclidean on the soft labels).
+    _C.SLR.REFINE.DBSCAN_EPS = 0.3
+    _C.SLR.REFINE.DBSCAN_MIN_SAMPLES = 4
+    # Next epoch's "previous" labels: "cluster" (this epoch's DBSCAN labels) or "refined".
+    _C.SLR.REFINE.PREV_SOURCE = "cluster"
+
+    _C.SLR.SOURCE = CN()
+    # Stage 1 (source pretraining) runs first when its weights are missing; stage 2 starts from them.
+    # Labelled source datasets of stage 1 (e.g. ("DukeMTMC",) for D→M).
+    _C.SLR.SOURCE.DATASETS = ()
+    # Source-pretrained weights for stage 2. Empty: OUTPUT_DIR of stage 1 + "/model_final.pth",
+    # trained first if absent. A non-empty path must exist.
+    _C.SLR.SOURCE.WEIGHTS = ""
+    # Output folder of stage 1; empty: "<OUTPUT_DIR>/../source-<datasets>".
+    _C.SLR.SOURCE.OUTPUT_DIR = ""
+    # Stage 1 schedule (ABMT: Adam 3.5e-4, warm-up 10 epochs, ×0.1 at 40 and 70, 80 epochs).
+    _C.SLR.SOURCE.MAX_EPOCH = 80
+    _C.SLR.SOURCE.STEPS = [40, 70]
+    _C.SLR.SOURCE.WARMUP_EPOCHS = 10
+    _C.SLR.SOURCE.BASE_LR = 0.00035
+    _C.SLR.SOURCE.IMS_PER_BATCH = 64
 
     if frozen:
         cfg.freeze()

@@ -6,6 +6,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # fast-reid reads FASTREID_DATASETS once, on import: set it before anything imports fastreid.
 os.environ.setdefault("FASTREID_DATASETS", os.path.join(REPO, ".cache", "datasets"))
+os.makedirs(os.environ["FASTREID_DATASETS"], exist_ok=True)
 
 import torch  # noqa: E402
 

@@ -255,3 +255,15 @@ def test_missing_dataset_names_path_and_env(name, tmp_path):
         DATASET_REGISTRY.get(name)(root=str(tmp_path))
     message = str(info.value)
     assert name in message and str(tmp_path) in message and "FASTREID_DATASETS" in message
+
+
+def test_metric_printer_writes_twice_at_one_iteration():
+    from fastreid.utils.events import CommonMetricPrinter, EventStorage
+
+    printer = CommonMetricPrinter(max_iter=10)
+    with EventStorage(0) as storage:
+        storage.iter, storage.epoch = 1, 0
+        printer.write()
+        printer.write()  # without the patch: ZeroDivisionError (no "time" history yet)
+        storage.iter = 2
+        printer.write()

@@ -2,35 +2,56 @@
 """Train or evaluate with fast-reid, SLR components registered.
 
 Same shape and flags as fast-reid's own ``tools/train_net.py``; fast-reid's meta-architectures
-run unchanged.
+run unchanged. With ``MODEL.META_ARCHITECTURE: SLR`` (mode "adapt") one command runs the task:
+stage 1 (source pretraining) if its weights are missing, then stage 2 (adaptation).
 """
+import json
 import logging
+import os
 
 import torch
 
 import fastreid_slr  # noqa: F401  (applies the compat patches and registers the plugin)
 from fastreid.config import get_cfg
 from fastreid.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
+from fastreid.utils.logger import setup_logger
 
 from fastreid_slr import add_slr_config
 from fastreid_slr.data.procedural import ProceduralSpec, set_default_spec
+from fastreid_slr.engine.hooks import numeric_results
+from fastreid_slr.engine import (SLRTrainer, SourcePretrainTrainer, check_adaptation_config,
+                                 ensure_source_weights, is_slr_adaptation)
+
+logger = logging.getLogger("fastreid_slr")
 
 
 def setup(args):
-    """Config from defaults + SLR keys + file + command-line opts, frozen."""
+    """Config from defaults + SLR keys + file + command-line opts, checked and frozen."""
     cfg = get_cfg()
     add_slr_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger("fastreid_slr").warning("MODEL.DEVICE is %s but CUDA is not available: "
-                                                  "running on the CPU", cfg.MODEL.DEVICE)
+    no_cuda = cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available()
+    if no_cuda:
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_slr")
+    if no_cuda:
+        logger.warning("MODEL.DEVICE asks for CUDA but there is none: running on the CPU")
     set_default_spec(ProceduralSpec.from_config(cfg))
+    if is_slr_adaptation(cfg) and not args.eval_only:
+        check_adaptation_config(cfg)
     return cfg
+
+
+def write_results(cfg, results):
+    """``OUTPUT_DIR/final_results.json``: the last evaluation, for scripts (the demo's table)."""
+    if comm.is_main_process() and results:
+        with open(os.path.join(cfg.OUTPUT_DIR, "final_results.json"), "w") as f:
+            json.dump(numeric_results(results), f, indent=1)
 
 
 def main(args):
@@ -40,11 +61,25 @@ def main(args):
         cfg.MODEL.BACKBONE.PRETRAIN = False
         model = DefaultTrainer.build_model(cfg)
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
-        return DefaultTrainer.test(cfg, model)
+        results = DefaultTrainer.test(cfg, model)
+        write_results(cfg, results)
+        return results
 
-    trainer = DefaultTrainer(cfg)
+    if is_slr_adaptation(cfg):
+        weights = ensure_source_weights(cfg, resume=args.resume)
+        cfg.defrost()
+        cfg.MODEL.WEIGHTS = weights
+        cfg.MODEL.BACKBONE.PRETRAIN = False  # the source weights replace ImageNet's
+        cfg.freeze()
+        trainer = SLRTrainer(cfg)
+    elif cfg.MODEL.META_ARCHITECTURE == "SLR":
+        trainer = SourcePretrainTrainer(cfg)
+    else:
+        trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    results = trainer.train()
+    write_results(cfg, results)
+    return results
 
 
 if __name__ == "__main__":

@@ -1,0 +1,146 @@
+"""Hooks of SLR adaptation: per-epoch pseudo-labels, and the teacher's EMA after every step."""
+import json
+import logging
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from fastreid.engine.train_loop import HookBase
+from fastreid.evaluation.testing import flatten_results_dict
+from fastreid.utils import comm
+
+from ..refine.quality import label_quality
+from .pseudo_labels import PseudoLabeler
+
+logger = logging.getLogger(__name__)
+
+
+def numeric_results(results) -> dict:
+    """fast-reid's (possibly nested, per-dataset) evaluation results as a flat dict of floats."""
+    return {k: float(v) for k, v in flatten_results_dict(results).items() if isinstance(v, (int, float, np.number))}
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a (Distributed)DataParallel wrapper."""
+    return getattr(model, "module", model)
+
+
+def _broadcast_from_main(obj):
+    """Rank 0's ``obj`` on every rank (pickled over fast-reid's gloo-friendly default group)."""
+    if comm.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class TeacherEMAHook(HookBase):
+    """After every optimiser step, move the teacher one EMA step towards the student."""
+
+    def after_step(self):
+        unwrap(self.trainer.model).update_teacher()
+
+
+class PseudoLabelHook(HookBase):
+    """Every ``every`` epochs, before the epoch: teacher features of the whole target train set,
+    clustering and SLR refinement (rank 0), labels broadcast, then the trainer swaps in the new
+    training set, resized classifiers and a fresh optimiser.
+
+    Its ``state_dict`` (the refiner's previous labels, this epoch's labels) is saved with every
+    checkpoint, so ``--resume`` continues the refinement instead of restarting it.
+
+    Each epoch's statistics (and, placed after fast-reid's EvalHook, the epoch's evaluation) are
+    also appended to ``record_path`` as JSON lines, for ``tools/plot_pseudo_labels.py``.
+    """
+
+    def __init__(self, labeler: PseudoLabeler, num_items: int, every: int = 1, min_clusters: int = 2,
+                 true_ids: Optional[Sequence] = None, record_path: Optional[str] = None):
+        """``min_clusters``: fewer clusters cannot fill a PK batch (fast-reid's identity sampler
+        would loop forever), so such an epoch counts as a degenerate clustering."""
+        if every < 1:
+            raise ValueError(f"SLR.CLUSTER_EVERY must be >= 1, got {every}")
+        self.labeler = labeler
+        self.num_items = num_items
+        self.every = every
+        self.min_clusters = max(2, min_clusters)
+        self.true_ids = None if true_ids is None else np.asarray(true_ids)
+        self.record_path = record_path
+        self.labels: Optional[np.ndarray] = None  # the labels trained on now (for resume)
+        self._evaluated = None
+
+    def before_epoch(self):
+        epoch = self.trainer.epoch
+        if epoch % self.every == 0 or self.labels is None:
+            self._relabel(epoch)
+        elif self.trainer.train_labels_missing():
+            # Resumed between two clusterings: retrain on the labels the checkpoint holds.
+            self.trainer.set_train_labels(self.labels, soft_labels=None, centroids=None)
+
+    def _relabel(self, epoch: int):
+        trainer = self.trainer
+        features = trainer.extract_target_features()
+        result = None
+        if comm.is_main_process():
+            result = self.labeler(features)
+            labels, stats = result.labels, result.stats
+            if stats["clusters_after"] < self.min_clusters:
+                labels, stats = self._degenerate(epoch, stats)
+            result = (labels, result.soft_labels, stats)
+        labels, soft_labels, stats = _broadcast_from_main(result)
+
+        kept = labels >= 0
+        num_classes = int(labels.max()) + 1
+        centroids = np.zeros((num_classes, features.shape[1]), dtype=np.float64)
+        np.add.at(centroids, labels[kept], features[kept])
+        centroids /= np.bincount(labels[kept], minlength=num_classes)[:, None]
+        trainer.set_train_labels(labels, soft_labels=soft_labels,
+                                 centroids=torch.as_tensor(centroids, dtype=torch.float32))
+        self.labels = labels
+        self._log(epoch, labels, stats)
+
+    def _degenerate(self, epoch: int, stats: dict):
+        """Too few clusters: keep training on the last labels, or stop with advice."""
+        merged = stats["outliers_before"] < self.num_items / 2
+        advice = (f"epoch {epoch}: clustering gave {stats['clusters_before']} clusters and "
+                  f"{stats['clusters_after']} after refinement, fewer than the {self.min_clusters} a "
+                  f"batch needs, with {stats['outliers_before']} outliers of {self.num_items}; "
+                  + (f"clusters merged: lower SLR.CLUSTER.EPS (now {stats['eps']:.3f})" if merged else
+                     f"raise SLR.CLUSTER.EPS (now {stats['eps']:.3f}) or lower SLR.CLUSTER.MIN_SAMPLES / "
+                     f"SLR.REFINE.MIN_CLUSTER_SIZE"))
+        if self.labels is None:
+            raise RuntimeError(f"No usable pseudo-labels at {advice}")
+        logger.warning(f"Keeping the previous epoch's pseudo-labels: {advice}")
+        return self.labels, dict(stats, clusters_after=int(self.labels.max()) + 1)
+
+    def _log(self, epoch: int, labels: np.ndarray, stats: dict):
+        if not comm.is_main_process():
+            return
+        scalars = {f"pseudo/{k}": float(v) for k, v in stats.items() if np.isfinite(v)}
+        if self.true_ids is not None:
+            quality = label_quality(labels, self.true_ids)
+            scalars.update({f"pseudo/{k}": float(v) for k, v in quality.items() if np.isfinite(v)})
+            logger.info(f"Epoch {epoch} pseudo-label quality vs true identities: "
+                        + ", ".join(f"{k} {v:.3f}" for k, v in quality.items()))
+        self.trainer.storage.put_scalars(**scalars, smoothing_hint=False)
+        self._record({"epoch": epoch, **{k[len("pseudo/"):]: v for k, v in scalars.items()}})
+
+    def after_epoch(self):
+        results = getattr(self.trainer, "_last_eval_results", None)
+        if comm.is_main_process() and results and results is not self._evaluated:
+            self._evaluated = results
+            self._record({"epoch": self.trainer.epoch, "eval": numeric_results(results)})
+
+    def _record(self, record: dict):
+        if self.record_path:
+            with open(self.record_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def state_dict(self) -> dict:
+        """Lists and ints only, so checkpoints load with ``weights_only=True``."""
+        return {"labeler": self.labeler.state_dict(),
+                "labels": None if self.labels is None else self.labels.tolist()}
+
+    def load_state_dict(self, state: dict):
+        self.labeler.load_state_dict(state["labeler"])
+        self.labels = None if state["labels"] is None else np.asarray(state["labels"], dtype=np.int64)

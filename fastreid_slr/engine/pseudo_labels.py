@@ -1,0 +1,99 @@
+"""Per-epoch pseudo-labels: features -> Jaccard distance -> clustering (module d) -> SLR (e-h)."""
+import logging
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, cluster_dbscan, cluster_hdbscan,
+                      eps_from_rho, jaccard_distance)
+from ..refine.refiner import PREV_SOURCES
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_METHODS = ("dbscan", "hdbscan")
+
+
+@dataclass
+class PseudoLabels:
+    """One epoch's supervision: ``labels`` contiguous 0..K-1 (-1: not trained on this epoch);
+    ``soft_labels`` (N, K) when the refiner trains on soft labels (module h "none")."""
+
+    labels: np.ndarray
+    soft_labels: Optional[sp.csr_matrix]
+    stats: Dict[str, float]
+
+
+class PseudoLabeler:
+    """Clusters the target features and refines the clusters with the previous epoch's (SLR).
+
+    Holds the refiner, whose state (the previous labels) is what a resume must restore.
+    """
+
+    def __init__(self, *, refiner: SLRRefiner, method: str = "dbscan", k1: int = 30, k2: int = 6,
+                 eps: float = 0.6, rho: float = 0.0, min_samples: int = 4, min_cluster_size: int = 7,
+                 use_gpu: bool = False):
+        if method not in CLUSTER_METHODS:
+            raise ValueError(f"SLR.CLUSTER.METHOD must be one of {CLUSTER_METHODS}, got {method!r}")
+        if not (k1 >= 1 and 1 <= k2 <= k1):
+            raise ValueError(f"SLR.CLUSTER.K1/K2 must satisfy 1 <= K2 <= K1, got {k1}/{k2}")
+        if not 0.0 <= rho < 1.0:
+            raise ValueError(f"SLR.CLUSTER.RHO must lie in [0, 1), got {rho}")
+        self.refiner = refiner
+        self.method, self.k1, self.k2 = method, k1, k2
+        self.eps, self.rho, self.min_samples = eps, rho, min_samples
+        self.min_cluster_size, self.use_gpu = min_cluster_size, use_gpu
+
+    @classmethod
+    def from_config(cls, cfg) -> "PseudoLabeler":
+        """Reads SLR.CLUSTER and SLR.REFINE; a bad value fails here, before any long work."""
+        refine = cfg.SLR.REFINE
+        checks = [("SLR.REFINE.HARDEN", refine.HARDEN, HARDEN_METHODS + ("none",)),
+                  ("SLR.REFINE.NORMALIZE", refine.NORMALIZE, NORMALIZATIONS),
+                  ("SLR.REFINE.PREV_SOURCE", refine.PREV_SOURCE, PREV_SOURCES)]
+        for key, value, allowed in checks:
+            if value not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+        if not 0.0 <= refine.ALPHA <= 1.0:
+            raise ValueError(f"SLR.REFINE.ALPHA must lie in [0, 1] (Eq. 4), got {refine.ALPHA}")
+        refiner = SLRRefiner(alpha=refine.ALPHA, normalize=refine.NORMALIZE, harden_method=refine.HARDEN,
+                             min_cluster_size=refine.MIN_CLUSTER_SIZE, dbscan_eps=refine.DBSCAN_EPS,
+                             dbscan_min_samples=refine.DBSCAN_MIN_SAMPLES, enabled=refine.ENABLED,
+                             prev_source=refine.PREV_SOURCE)
+        cluster = cfg.SLR.CLUSTER
+        return cls(refiner=refiner, method=cluster.METHOD, k1=cluster.K1, k2=cluster.K2, eps=cluster.EPS,
+                   rho=cluster.RHO, min_samples=cluster.MIN_SAMPLES,
+                   min_cluster_size=cluster.MIN_CLUSTER_SIZE, use_gpu=cluster.USE_GPU)
+
+    def __call__(self, features: np.ndarray) -> PseudoLabels:
+        start = time.perf_counter()
+        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=self.use_gpu)
+        seconds_jaccard = time.perf_counter() - start
+
+        start = time.perf_counter()
+        eps = eps_from_rho(dist, self.rho) if self.rho > 0 else self.eps
+        if self.method == "dbscan":
+            clusters = cluster_dbscan(dist, eps, self.min_samples)
+        else:
+            clusters = cluster_hdbscan(dist, self.min_cluster_size)
+        seconds_cluster = time.perf_counter() - start
+
+        result = self.refiner.step(clusters)
+        stats = dict(result.stats, eps=eps, seconds_jaccard=seconds_jaccard, seconds_cluster=seconds_cluster)
+        logger.info("Pseudo-labels: {clusters_before} clusters ({outliers_before} outliers) -> "
+                    "{clusters_after} after refinement ({outliers_after} outliers); "
+                    "jaccard {seconds_jaccard:.1f}s, clustering {seconds_cluster:.1f}s, "
+                    "harden {seconds_harden:.1f}s".format(**stats))
+        # Soft labels are the supervision only when module (h) is "none"; otherwise the hard labels
+        # (possibly re-partitioned by hardening) are, and the soft rows no longer match them.
+        train_on_soft = self.refiner.harden_method == "none"
+        return PseudoLabels(labels=result.hard_labels, soft_labels=result.soft_labels if train_on_soft else None,
+                            stats=stats)
+
+    def state_dict(self) -> dict:
+        return self.refiner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.refiner.load_state_dict(state)

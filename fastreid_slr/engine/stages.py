@@ -1,0 +1,98 @@
+"""One command per task: stage 1 (source pretraining) when its weights are missing, then stage 2.
+
+Everything a run needs is checked first (``check_adaptation_config``), so a typo fails in a
+second, not after an hour of pretraining.
+"""
+import logging
+import os
+
+from fastreid.data.datasets import DATASET_REGISTRY
+from fastreid.utils import comm
+
+from ..data.paths import datasets_root
+from .pseudo_labels import PseudoLabeler
+from .trainer import SourcePretrainTrainer, load_train_items
+
+logger = logging.getLogger(__name__)
+
+
+def is_slr_adaptation(cfg) -> bool:
+    return cfg.MODEL.META_ARCHITECTURE == "SLR" and cfg.SLR.MODE == "adapt"
+
+
+def source_output_dir(cfg) -> str:
+    """Stage 1's own folder, shared by every stage-2 run of the same source (e.g. SLR and ABMT)."""
+    if cfg.SLR.SOURCE.OUTPUT_DIR:
+        return cfg.SLR.SOURCE.OUTPUT_DIR
+    parent = os.path.dirname(os.path.normpath(cfg.OUTPUT_DIR))
+    return os.path.join(parent, "source-" + "-".join(cfg.SLR.SOURCE.DATASETS))
+
+
+def source_weights(cfg) -> str:
+    return cfg.SLR.SOURCE.WEIGHTS or os.path.join(source_output_dir(cfg), "model_final.pth")
+
+
+def check_adaptation_config(cfg) -> None:
+    """Fail at start-up, with one message, on anything that would fail later."""
+    PseudoLabeler.from_config(cfg)  # method names, α, K1/K2, ...
+    if cfg.SLR.ITERS_PER_EPOCH < 1 or cfg.SLR.CLUSTER_EVERY < 1:
+        raise ValueError("SLR.ITERS_PER_EPOCH and SLR.CLUSTER_EVERY must be >= 1")
+    weights = cfg.SLR.SOURCE.WEIGHTS
+    if weights and not os.path.isfile(weights):
+        raise FileNotFoundError(f"SLR.SOURCE.WEIGHTS={weights} does not exist; point it at stage 1's "
+                                f"model_final.pth, or leave it empty to pretrain on SLR.SOURCE.DATASETS")
+    if not weights and not cfg.SLR.SOURCE.DATASETS and not os.path.isfile(source_weights(cfg)):
+        raise ValueError("Stage 2 needs source-pretrained weights: set SLR.SOURCE.WEIGHTS, or "
+                         "SLR.SOURCE.DATASETS to pretrain on them first")
+    names = set(cfg.DATASETS.NAMES) | set(cfg.DATASETS.TESTS)
+    if not os.path.isfile(source_weights(cfg)):
+        names |= set(cfg.SLR.SOURCE.DATASETS)
+    for name in sorted(names):
+        if name not in DATASET_REGISTRY._obj_map:
+            raise KeyError(f"Unknown dataset {name!r}; registered: {sorted(DATASET_REGISTRY._obj_map)}")
+        DATASET_REGISTRY.get(name)(root=datasets_root())  # a missing dataset raises, naming the path
+
+
+def source_stage_config(cfg):
+    """Stage 1's config: the same model in pretrain mode on SLR.SOURCE.DATASETS, its own schedule
+    and folder, evaluated on the target (the "source only" figure)."""
+    stage = cfg.clone()
+    stage.defrost()
+    source = cfg.SLR.SOURCE
+    stage.SLR.MODE = "pretrain"
+    stage.DATASETS.NAMES = tuple(source.DATASETS)
+    stage.MODEL.WEIGHTS = ""
+    stage.MODEL.HEADS.NUM_CLASSES = 0  # the source's identities
+    stage.SOLVER.MAX_EPOCH = source.MAX_EPOCH
+    stage.SOLVER.STEPS = list(source.STEPS)
+    stage.SOLVER.SCHED = "MultiStepLR"
+    stage.SOLVER.BASE_LR = source.BASE_LR
+    stage.SOLVER.IMS_PER_BATCH = source.IMS_PER_BATCH
+    iters_per_epoch = max(1, len(load_train_items(source.DATASETS)) // source.IMS_PER_BATCH)
+    stage.SOLVER.WARMUP_ITERS = source.WARMUP_EPOCHS * iters_per_epoch
+    stage.SOLVER.CHECKPOINT_PERIOD = source.MAX_EPOCH
+    stage.TEST.EVAL_PERIOD = source.MAX_EPOCH
+    stage.DATALOADER.SAMPLER_TRAIN = "NaiveIdentitySampler"
+    stage.INPUT.REA.ENABLED = False  # ABMT pretrains without random erasing
+    stage.OUTPUT_DIR = source_output_dir(cfg)
+    stage.freeze()
+    return stage
+
+
+def ensure_source_weights(cfg, resume: bool = False) -> str:
+    """Path of the source-pretrained weights, training stage 1 first if they are not there."""
+    path = source_weights(cfg)
+    if os.path.isfile(path):
+        logger.info(f"Stage 1: reusing source-pretrained weights {path}")
+        return path
+    stage = source_stage_config(cfg)
+    logger.info(f"Stage 1: pretraining on {stage.DATASETS.NAMES} into {stage.OUTPUT_DIR}")
+    if comm.is_main_process():
+        os.makedirs(stage.OUTPUT_DIR, exist_ok=True)
+    trainer = SourcePretrainTrainer(stage)
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    comm.synchronize()
+    if not os.path.isfile(path):
+        raise RuntimeError(f"Stage 1 finished without writing {path}")
+    return path

@@ -1,0 +1,130 @@
+"""One branch's head (pooling -> BNNeck -> dynamic classifier) and the two-branch network."""
+import re
+from typing import List, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastreid.layers import get_norm, pooling
+from fastreid.layers.weight_init import weights_init_kaiming
+
+
+class DynamicClassifier(nn.Module):
+    """Bias-free linear classifier whose class count changes every epoch (paper §3.8-3.10).
+
+    Its weight is saved under ``weight_k<K>``, a key that names the class count: fast-reid's
+    Checkpointer drops every saved tensor whose shape differs from the model's under the same key,
+    so a plain ``weight`` key would lose the classifier whenever the loading model has another size.
+    With the size in the key, a different size is an "unexpected" key, which the Checkpointer passes
+    on, and loading resizes the classifier to it. A resize makes a new Parameter: an optimiser
+    built before the load must be rebuilt.
+    """
+
+    _KEY = re.compile(r"weight_k\d+")
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
+        nn.init.normal_(self.weight, std=0.01)
+
+    @property
+    def num_classes(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+    def reset(self, weight: torch.Tensor):
+        """Replace the weight by ``weight`` (K, in_features): a new Parameter, same requires_grad."""
+        assert weight.dim() == 2 and weight.shape[1] == self.weight.shape[1], weight.shape
+        self.weight = nn.Parameter(weight.detach().to(self.weight).clone(),
+                                   requires_grad=self.weight.requires_grad)
+
+    def _key(self, prefix: str) -> str:
+        return f"{prefix}weight_k{self.num_classes}"
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        destination[self._key(prefix)] = self.weight if keep_vars else self.weight.detach()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        keys = [k for k in state_dict if k.startswith(prefix) and self._KEY.fullmatch(k[len(prefix):])]
+        if not keys:
+            missing_keys.append(self._key(prefix))
+            return
+        unexpected_keys.extend(keys[1:])
+        saved = state_dict[keys[0]]
+        if saved.shape[0] != self.num_classes:
+            self.reset(torch.empty(saved.shape[0], self.weight.shape[1]))
+        if saved.shape != self.weight.shape:
+            error_msgs.append(f"size mismatch for {keys[0]}: {tuple(saved.shape)} in the checkpoint, "
+                              f"{tuple(self.weight.shape)} in the model")
+            return
+        with torch.no_grad():
+            self.weight.copy_(saved)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.shape[1]}, num_classes={self.num_classes}, bias=False"
+
+
+class BranchOutput(NamedTuple):
+    features: torch.Tensor  # pooled, before the BNNeck (triplet losses)
+    bn_features: torch.Tensor  # after the BNNeck (classifier input, inference feature)
+    logits: torch.Tensor
+
+
+class BranchHead(nn.Module):
+    """Pooling (a fast-reid pooling layer, by name) -> BNNeck with frozen bias -> classifier."""
+
+    def __init__(self, feat_dim: int, num_classes: int, pool_type: str, norm_type: str = "BN"):
+        super().__init__()
+        if not hasattr(pooling, pool_type):
+            raise ValueError(f"pooling {pool_type!r} is not one of fastreid.layers.pooling {pooling.__all__}")
+        self.pool = getattr(pooling, pool_type)()
+        self.bnneck = get_norm(norm_type, feat_dim, bias_freeze=True)
+        self.bnneck.apply(weights_init_kaiming)
+        self.classifier = DynamicClassifier(feat_dim, num_classes)
+
+    def forward(self, feature_map: torch.Tensor) -> BranchOutput:
+        pooled = self.pool(feature_map)
+        bn = self.bnneck(pooled)[..., 0, 0]
+        return BranchOutput(pooled[..., 0, 0], bn, self.classifier(bn))
+
+
+class TwoBranchNet(nn.Module):
+    """A backbone and two branch heads: the student, or (a copy) the teacher.
+
+    A dual backbone (one returning a tuple of two maps) feeds branch A and branch B with its own
+    stage 4; any single-output fast-reid backbone feeds the same map to both heads, so the branches
+    differ only by their pooling (and BNNeck/classifier), not by any convolutional layer.
+    """
+
+    def __init__(self, backbone: nn.Module, heads: Sequence[BranchHead]):
+        super().__init__()
+        assert len(heads) == 2, "SLR has exactly two branches"
+        self.backbone = backbone
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, images: torch.Tensor) -> List[BranchOutput]:
+        maps = self.backbone(images)
+        if isinstance(maps, torch.Tensor):
+            maps = (maps, maps)
+        return [head(m) for head, m in zip(self.heads, maps)]
+
+
+def feature_dims(backbone: nn.Module, image_size: Sequence[int]) -> List[int]:
+    """Channels of the map(s) the backbone feeds to branches A and B, by one probing forward.
+
+    Works for any fast-reid backbone, whatever MODEL.BACKBONE.FEAT_DIM says.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            maps = backbone(torch.zeros(1, 3, *image_size))
+    finally:
+        backbone.train(was_training)
+    if isinstance(maps, torch.Tensor):
+        maps = (maps, maps)
+    return [m.shape[1] for m in maps]

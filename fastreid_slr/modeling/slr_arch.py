@@ -1,0 +1,184 @@
+"""The SLR meta-architecture (MODEL.META_ARCHITECTURE: SLR): a mean-teacher pair of two-branch nets.
+
+Modes (SLR.MODE):
+
+- ``"pretrain"`` (stage 1, labelled source): the student alone, trained with label-smoothed CE and a
+  batch-hard soft-margin triplet on the pre-BN pooled features of both branches. A batch's
+  ``"target_images"`` (optional) are forwarded without loss to adapt the BN statistics to the target
+  domain (SLR.PRETRAIN.TARGET_BN). There is no teacher: checkpoints hold ``student.*`` and
+  ``ema_step``, and eval mode returns the student's features. Loading such a checkpoint into an
+  ``"adapt"`` model initialises the teacher from the student (§3.1-3.2: both start from it).
+- ``"adapt"`` (stage 2, pseudo-labelled target): student and teacher see the same batch; the
+  losses are Eq. 6's three terms, cross-branch (§3.10). Eval mode returns the teacher's features.
+
+Trainer contract:
+
+- ``model(batch)``: ``batch["images"]`` (B, 3, H, W) floats in 0..255, ``batch["targets"]`` (B,)
+  long; optional ``batch["targets_soft"]`` (B, K) label distributions (they replace the hard labels
+  in the CE term; the triplet terms still mine with ``targets``) and, in pretrain mode,
+  ``batch["target_images"]``. The batch is not modified (normalisation is out of place). Training
+  returns a dict of losses to sum; eval returns ``normalize(cat(bn_A, bn_B))`` (B, dim_A + dim_B),
+  what fast-reid's ReidEvaluator consumes.
+- ``update_teacher()`` after every optimiser step (on the unwrapped model under DDP): one EMA step
+  with momentum ``min(1 - 1/(step+1), m)`` and ``step`` the checkpointed ``ema_step`` buffer. An
+  explicit call, not something the forward does by itself: only the trainer knows when a step
+  really happened (skipped AMP steps, accumulation), and the teacher must be current when
+  evaluation follows the last step. A no-op in pretrain mode.
+- ``reset_classifiers(K, centroids)`` at each epoch's relabelling replaces the four classifiers'
+  parameters: rebuild the optimiser afterwards (fast-reid's ``build_optimizer(cfg, model)`` walks
+  the parameters again; teacher parameters have ``requires_grad=False`` and are skipped) and, under
+  DDP, the DistributedDataParallel wrapper.
+- With λ1 = λ2 = 0 (a Table 5 ablation) the BNNecks and classifiers get no gradient: DDP then needs
+  ``find_unused_parameters=True``.
+"""
+import copy
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastreid.config import configurable
+from fastreid.modeling.backbones import build_backbone
+from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+
+from .ema import BN_MODES, ema_update, momentum_at
+from .heads import BranchHead, TwoBranchNet, feature_dims
+from .losses import adapt_losses, pretrain_losses
+
+MODES = ("adapt", "pretrain")
+
+
+@META_ARCH_REGISTRY.register()
+class SLR(nn.Module):
+    """Student and EMA teacher, each a backbone with two asymmetric branches (see the module doc)."""
+
+    @configurable
+    def __init__(self, *, backbone: nn.Module, heads: Sequence[BranchHead], pixel_mean: Sequence[float],
+                 pixel_std: Sequence[float], mode: str = "adapt", ema_momentum: float = 0.999,
+                 ema_bn_mode: str = "param_only", ce_weight: float = 0.5, soft_ce_weight: float = 0.5,
+                 soft_tri_weight: float = 1.0, ce_epsilon: float = 0.1, soft_tri_norm_feat: bool = False,
+                 pretrain_tri_margin: float = 0.0, pretrain_target_bn: bool = True):
+        """
+        Args:
+            backbone: any fast-reid backbone; a tuple-returning one (the dual ResNet) gives each
+                branch its own map.
+            heads: the two branch heads, A then B.
+            ce_weight, soft_ce_weight, soft_tri_weight: λ1, λ2, λ3 of Eq. 6; 0 drops the term.
+            ce_epsilon: label smoothing of the hard-label CE (both modes).
+            pretrain_tri_margin: stage 1's triplet margin, 0 for the soft margin.
+        """
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"SLR.MODE {mode!r} is not one of {MODES}")
+        if ema_bn_mode not in BN_MODES:
+            raise ValueError(f"SLR.EMA.BN_MODE {ema_bn_mode!r} is not one of {BN_MODES}")
+        if mode == "adapt" and not (ce_weight or soft_ce_weight or soft_tri_weight):
+            raise ValueError("SLR.LOSS: every loss weight is 0, nothing to train")
+        self.mode = mode
+        self.ema_momentum = ema_momentum
+        self.ema_bn_mode = ema_bn_mode
+        self.ce_weight, self.soft_ce_weight, self.soft_tri_weight = ce_weight, soft_ce_weight, soft_tri_weight
+        self.ce_epsilon = ce_epsilon
+        self.soft_tri_norm_feat = soft_tri_norm_feat
+        self.pretrain_tri_margin = pretrain_tri_margin
+        self.pretrain_target_bn = pretrain_target_bn
+
+        self.student = TwoBranchNet(backbone, heads)
+        self.teacher = copy.deepcopy(self.student).requires_grad_(False) if mode == "adapt" else None
+        self.register_buffer("ema_step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_load_state_dict_pre_hook(SLR._teacher_from_student_if_absent)
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        pools = (cfg.SLR.BRANCH.POOL_A, cfg.SLR.BRANCH.POOL_B)
+        heads = [BranchHead(dim, cfg.MODEL.HEADS.NUM_CLASSES, pool, cfg.MODEL.HEADS.NORM)
+                 for dim, pool in zip(feature_dims(backbone, cfg.INPUT.SIZE_TRAIN), pools)]
+        return {
+            "backbone": backbone,
+            "heads": heads,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "mode": cfg.SLR.MODE,
+            "ema_momentum": cfg.SLR.EMA.MOMENTUM,
+            "ema_bn_mode": cfg.SLR.EMA.BN_MODE,
+            "ce_weight": cfg.SLR.LOSS.CE_WEIGHT,
+            "soft_ce_weight": cfg.SLR.LOSS.SOFT_CE_WEIGHT,
+            "soft_tri_weight": cfg.SLR.LOSS.SOFT_TRI_WEIGHT,
+            "ce_epsilon": cfg.SLR.LOSS.CE_EPSILON,
+            "soft_tri_norm_feat": cfg.SLR.LOSS.SOFT_TRI_NORM_FEAT,
+            "pretrain_tri_margin": cfg.SLR.PRETRAIN.TRI_MARGIN,
+            "pretrain_target_bn": cfg.SLR.PRETRAIN.TARGET_BN,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def num_classes(self) -> int:
+        return self.student.heads[0].classifier.num_classes
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batched_inputs):
+        if not self.training:
+            net = self.teacher if self.teacher is not None else self.student
+            a, b = net(self.preprocess_image(batched_inputs))
+            return F.normalize(torch.cat([a.bn_features, b.bn_features], dim=1), dim=1)
+        assert "targets" in batched_inputs, "identity labels are missing in training"
+        targets = batched_inputs["targets"].to(self.device)
+        student = self.student(self.preprocess_image(batched_inputs))
+        if self.mode == "pretrain":
+            if self.pretrain_target_bn and "target_images" in batched_inputs:
+                with torch.no_grad():
+                    self.student(self.preprocess_image(batched_inputs["target_images"]))
+            return pretrain_losses(student, targets, ce_epsilon=self.ce_epsilon, tri_margin=self.pretrain_tri_margin)
+        with torch.no_grad():
+            teacher = self.teacher(self.preprocess_image(batched_inputs))
+        soft = batched_inputs.get("targets_soft")
+        return adapt_losses(student, teacher, targets, None if soft is None else soft.to(self.device),
+                            ce_weight=self.ce_weight, soft_ce_weight=self.soft_ce_weight,
+                            soft_tri_weight=self.soft_tri_weight, ce_epsilon=self.ce_epsilon,
+                            soft_tri_norm_feat=self.soft_tri_norm_feat)
+
+    def preprocess_image(self, batched_inputs) -> torch.Tensor:
+        """Normalised images, out of place: the caller's batch stays as it was."""
+        images = batched_inputs["images"] if isinstance(batched_inputs, dict) else batched_inputs
+        return (images.to(self.device) - self.pixel_mean) / self.pixel_std
+
+    # ------------------------------------------------------------------ trainer API
+    @torch.no_grad()
+    def update_teacher(self):
+        """One EMA step of the teacher towards the student; call after every optimiser step."""
+        if self.teacher is None:
+            return
+        ema_update(self.teacher, self.student, momentum_at(int(self.ema_step), self.ema_momentum),
+                   self.ema_bn_mode)
+        self.ema_step += 1
+
+    @torch.no_grad()
+    def reset_classifiers(self, num_classes: int, centroids: torch.Tensor):
+        """Resize the four classifiers to ``num_classes`` and initialise them from cluster centroids.
+
+        ``centroids`` (K, dim_A + dim_B): per-cluster mean of the teacher's eval features; branch A's
+        classifiers get the L2-normalised first dim_A columns, branch B's the rest (ABMT). Rebuild
+        the optimiser afterwards: the classifier parameters are new objects.
+        """
+        dims = [head.classifier.weight.shape[1] for head in self.student.heads]
+        if tuple(centroids.shape) != (num_classes, sum(dims)):
+            raise ValueError(f"centroids must be ({num_classes}, {sum(dims)}), got {tuple(centroids.shape)}")
+        halves = torch.split(centroids.float(), dims, dim=1)
+        for net in (n for n in (self.student, self.teacher) if n is not None):
+            for head, half in zip(net.heads, halves):
+                head.classifier.reset(F.normalize(half, dim=1))
+
+    def _teacher_from_student_if_absent(self, state_dict, prefix, *args):
+        """Loading a checkpoint without a teacher (stage 1's) starts the teacher as the student."""
+        if self.teacher is None or any(k.startswith(prefix + "teacher.") for k in state_dict):
+            return
+        student = prefix + "student."
+        state_dict.update({prefix + "teacher." + k[len(student):]: v
+                           for k, v in list(state_dict.items()) if k.startswith(student)})

@@ -1,0 +1,103 @@
+"""The dual-branch ResNet: shapes per depth, IBN, structure, ImageNet weights from a local file."""
+import pytest
+import torch
+
+import fastreid_slr  # noqa: F401  (compat first)
+import fastreid_slr.modeling  # noqa: F401  (registers build_dual_resnet_backbone)
+from fastreid.config import get_cfg
+from fastreid.modeling.backbones import build_backbone
+from fastreid.modeling.backbones.resnet import BasicBlock, Bottleneck, build_resnet_backbone
+from fastreid_slr import add_slr_config
+from fastreid_slr.modeling.dual_backbone import DualResNet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on two shared cores, more threads thrash once anything else runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def backbone_cfg(depth="18x", **backbone):
+    cfg = add_slr_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME = "build_dual_resnet_backbone"
+    cfg.MODEL.BACKBONE.DEPTH = depth
+    for key, value in backbone.items():
+        cfg.MODEL.BACKBONE[key] = value
+    return cfg
+
+
+@pytest.mark.parametrize("depth, channels, ibn", [("18x", 512, False), ("50x", 2048, False), ("18x", 512, True)])
+def test_two_maps_of_stage4_shape(depth, channels, ibn):
+    net = build_backbone(backbone_cfg(depth, WITH_IBN=ibn)).eval()
+    with torch.no_grad():
+        a, b = net(torch.randn(2, 3, 64, 32))
+    # last stride 1: 64x32 / 16 = 4x2
+    assert a.shape == b.shape == (2, channels, 4, 2)
+    assert not torch.allclose(a, b)
+
+
+def test_last_stride_is_configurable():
+    net = build_backbone(backbone_cfg("18x", LAST_STRIDE=2)).eval()
+    with torch.no_grad():
+        a, b = net(torch.randn(1, 3, 64, 32))
+    assert a.shape[-2:] == b.shape[-2:] == (2, 1)
+
+
+@pytest.mark.parametrize("depth, block, stage4, width", [("34x", BasicBlock, 3, 512), ("101x", Bottleneck, 3, 2048)])
+def test_structure_of_deeper_resnets(depth, block, stage4, width):
+    net = build_backbone(backbone_cfg(depth))
+    assert len(net.layer4) == len(net.layer4_b) == stage4
+    assert isinstance(net.extra_b, block) and net.extra_b.downsample is None
+    assert net.extra_b.conv1.in_channels == width
+    out = net.extra_b.conv3 if block is Bottleneck else net.extra_b.conv2
+    assert out.out_channels == width
+    if depth == "101x":
+        assert len(net.layer3) == 23
+    shared = {id(p) for p in net.layer4.parameters()} & {id(p) for p in net.layer4_b.parameters()}
+    assert not shared, "branch B's stage 4 must be an independent copy"
+
+
+def _fake_imagenet_weights(tmp_path, name="resnet18-5c106cde.pth"):
+    """A single-branch fast-reid ResNet-18's state dict (as torchvision names it), saved to disk."""
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.DEPTH = "18x"
+    state = build_resnet_backbone(cfg).state_dict()
+    state = {k: v + 0.5 if v.is_floating_point() else v for k, v in state.items()}  # unlike any init
+    state["fc.weight"] = torch.zeros(1000, 512)
+    path = tmp_path / name
+    torch.save(state, path)
+    return path, state
+
+
+def test_imagenet_weights_load_into_trunk_and_both_stage4_copies(tmp_path):
+    path, state = _fake_imagenet_weights(tmp_path)
+    net = build_backbone(backbone_cfg("18x", PRETRAIN=True, PRETRAIN_PATH=str(path)))
+    loaded = net.state_dict()
+    for key, value in state.items():
+        if key.startswith("fc."):
+            continue
+        assert torch.equal(loaded[key], value), key
+        if key.startswith("layer4."):
+            assert torch.equal(loaded["layer4_b." + key[len("layer4."):]], value), key
+    # The extra block keeps its Kaiming init: BN weight 1, conv weights not the +0.5 shifted ones.
+    assert torch.equal(net.extra_b.bn1.weight, torch.ones(512))
+
+
+def test_imagenet_weights_from_the_torch_cache_when_no_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    _, state = _fake_imagenet_weights(tmp_path / "checkpoints")
+    net = build_backbone(backbone_cfg("18x", PRETRAIN=True))
+    assert torch.equal(net.layer4_b[0].conv1.weight, state["layer4.0.conv1.weight"])
+
+
+def test_missing_weights_say_which_file(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        DualResNet(backbone_cfg("18x", PRETRAIN=True, PRETRAIN_PATH=str(missing)))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="resnet18_ibn_a-2f571257.pth"):
+        DualResNet(backbone_cfg("18x", PRETRAIN=True, WITH_IBN=True))

@@ -1,0 +1,121 @@
+"""SLR adaptation end to end on small procedural domains: stage 1, clustering rounds, refinement,
+resized classifiers, label-quality telemetry, fast-reid's evaluation, and resume."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import fastreid_slr  # noqa: F401
+from fastreid_slr.engine import SLRTrainer, check_adaptation_config, ensure_source_weights
+from fastreid_slr.refine import SLRRefiner
+from tiny import tiny_slr_cfg
+
+
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory):
+    """One stage-1 run shared by the tests (its weights are reused, as the demo does)."""
+    torch.set_num_threads(1)
+    source = tmp_path_factory.mktemp("source")
+    cfg = tiny_slr_cfg(tmp_path_factory.mktemp("unused"), source)
+    torch.manual_seed(0)
+    ensure_source_weights(cfg)
+    return source
+
+
+def _adapt(cfg, resume=False):
+    cfg = cfg.clone()
+    cfg.MODEL.WEIGHTS = ensure_source_weights(cfg)
+    trainer = SLRTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    return trainer
+
+
+def _records(output_dir):
+    with open(os.path.join(output_dir, "slr_epochs.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_adaptation_relabels_resizes_and_evaluates(source_dir, tmp_path, monkeypatch):
+    cfg = tiny_slr_cfg(tmp_path, source_dir)
+    seen = []
+    original = SLRTrainer.set_train_labels
+
+    def spy(self, labels, soft_labels=None, centroids=None):
+        original(self, labels, soft_labels, centroids)
+        seen.append((labels.copy(), self.model.num_classes))
+
+    monkeypatch.setattr(SLRTrainer, "set_train_labels", spy)
+    trainer = _adapt(cfg)
+    assert trainer.model.num_classes == 12  # the source's identities, before any clustering
+    results = trainer.train()
+
+    assert len(seen) == 3  # one clustering per epoch
+    for labels, num_classes in seen:
+        assert num_classes == labels.max() + 1 >= 2  # classifiers resized to the clusters
+    assert any(not np.array_equal(seen[0][0], labels) for labels, _ in seen[1:])  # labels change
+
+    records = [r for r in _records(tmp_path) if "ari" in r]
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert [r["refined"] for r in records] == [0.0, 1.0, 1.0]  # SLR's projection ran from round 2
+    assert all(-1 <= r["ari"] <= 1 and 0 <= r["pair_precision"] <= 1 for r in records)
+    assert 0 <= results["mAP"] <= 100 and "Rank-1" in results  # fast-reid's ReidEvaluator
+    assert "pseudo/ari" in trainer.storage.histories()
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_continues_refinement_from_saved_labels(source_dir, tmp_path, monkeypatch):
+    cfg = tiny_slr_cfg(tmp_path, source_dir)
+    previous_at_step = []
+    step = SLRRefiner.step
+
+    def recording_step(self, cur_labels):
+        previous_at_step.append(None if self.prev_labels is None else self.prev_labels.copy())
+        result = step(self, cur_labels)
+        recorded.append(self.prev_labels.copy())  # what the next epoch will project from
+        return result
+
+    recorded = []
+    monkeypatch.setattr(SLRRefiner, "step", recording_step)
+
+    # Crash during epoch 2, after epoch 1's checkpoint was written.
+    trainer = _adapt(cfg)
+    crash_at = 2 * cfg.SLR.ITERS_PER_EPOCH + 1
+    original_run_step = SLRTrainer.run_step
+
+    def crashing_run_step(self):
+        if self.iter == crash_at:
+            raise _Crash()
+        original_run_step(self)
+
+    monkeypatch.setattr(SLRTrainer, "run_step", crashing_run_step)
+    with pytest.raises(_Crash):
+        trainer.train()
+    saved_after_epoch_1 = recorded[1]
+
+    monkeypatch.setattr(SLRTrainer, "run_step", original_run_step)
+    previous_at_step.clear()
+    resumed = _adapt(cfg, resume=True)
+    assert resumed.start_epoch == 2
+    resumed.train()
+    # The first clustering after the resume projected from the checkpoint's labels of epoch 1.
+    assert previous_at_step[0] is not None
+    assert np.array_equal(previous_at_step[0], saved_after_epoch_1)
+
+
+@pytest.mark.parametrize("opts,message", [
+    (["SLR.CLUSTER.METHOD", "kmeans"], "SLR.CLUSTER.METHOD"),
+    (["SLR.REFINE.HARDEN", "optics"], "SLR.REFINE.HARDEN"),
+    (["SLR.REFINE.ALPHA", "1.5"], "SLR.REFINE.ALPHA"),
+    (["SLR.SOURCE.WEIGHTS", "/nowhere/model_final.pth"], "/nowhere/model_final.pth"),
+    (["DATASETS.NAMES", "('Market1501',)"], "Market1501"),
+])
+def test_bad_config_fails_at_startup(tmp_path, opts, message):
+    cfg = tiny_slr_cfg(tmp_path / "out", tmp_path / "source", **dict(zip(opts[::2], opts[1::2])))
+    with pytest.raises((ValueError, FileNotFoundError, KeyError)) as info:
+        check_adaptation_config(cfg)
+    assert message in str(info.value)

@@ -1,0 +1,68 @@
+"""Sparse k-reciprocal Jaccard distance against fast-reid's own dense implementation."""
+import numpy as np
+import pytest
+import torch
+
+import fastreid_slr  # noqa: F401  (fast-reid compat patches before fastreid is used)
+from fastreid.utils.compute_dist import compute_jaccard_distance
+from fastreid_slr.refine import jaccard_distance, knn, normalize_features, to_dense_distance
+
+
+def clustered_features(seed, n, dim, n_ids, noise):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_ids, dim))
+    return (centers[rng.integers(0, n_ids, n)] + noise * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def fastreid_reference(features, k1, k2):
+    """fast-reid's dense Jaccard. search_option=3 is its CPU faiss branch, the one that never calls
+    ``.cuda()``; the caller normalises, as fast-reid's evaluator does for cosine features."""
+    normalized = torch.nn.functional.normalize(torch.from_numpy(features), dim=1)
+    return compute_jaccard_distance(normalized, k1=k1, k2=k2, search_option=3)
+
+
+@pytest.mark.parametrize(
+    "seed,n,dim,n_ids,noise,k1,k2",
+    [
+        (0, 500, 32, 30, 0.8, 30, 6),  # fast-reid / SpCL defaults
+        (1, 400, 16, 60, 1.2, 20, 6),  # ABMT's k1, overlapping identities
+        (2, 300, 8, 10, 0.5, 13, 1),  # odd k1 (round(6.5) = 6), no query expansion
+    ],
+)
+def test_matches_fastreid_compute_jaccard_distance(seed, n, dim, n_ids, noise, k1, k2):
+    features = clustered_features(seed, n, dim, n_ids, noise)
+    ours = jaccard_distance(features, k1=k1, k2=k2)
+    reference = fastreid_reference(features, k1, k2)
+    assert ours.shape == (n, n)
+    np.testing.assert_allclose(to_dense_distance(ours), reference, atol=1e-5, rtol=0)
+    # stored entries are exactly the overlapping pairs: reference distance below 1
+    np.testing.assert_array_equal(to_dense_distance(ours) < 1 - 1e-5, reference < 1 - 1e-5)
+
+
+def test_sparse_convention_symmetric_sorted_with_explicit_zero_diagonal():
+    features = clustered_features(3, 800, 16, 20, 0.5)  # identities of ~40 > k1: local overlaps
+    dist = jaccard_distance(features)
+    assert dist.has_sorted_indices
+    dense = to_dense_distance(dist)
+    np.testing.assert_array_equal(dense, dense.T)
+    np.testing.assert_array_equal(dist.diagonal(), 0.0)
+    diagonal_stored = [i in dist.indices[dist.indptr[i]:dist.indptr[i + 1]] for i in range(dist.shape[0])]
+    assert all(diagonal_stored), "the zero diagonal must be stored, not implied"
+    assert np.all((dist.data >= 0) & (dist.data < 1))
+    assert dist.nnz < 0.2 * 800 * 800, "sparse: far from every pair stored"
+
+
+def test_knn_is_exact_and_chunking_does_not_change_it():
+    features = normalize_features(clustered_features(4, 700, 12, 40, 1.0))
+    ranks = knn(features, 10, chunk_size=4096)
+    np.testing.assert_array_equal(knn(features, 10, chunk_size=128), ranks)
+    squared = ((features[:, None, :] - features[None, :, :]) ** 2).sum(-1)
+    brute = np.sort(squared, axis=1)[:, :10]
+    np.testing.assert_allclose(np.take_along_axis(squared, ranks, axis=1), brute, atol=1e-5)
+
+
+def test_normalize_features_matches_torch():
+    features = clustered_features(5, 50, 9, 5, 1.0)
+    features[3] = 0.0
+    expected = torch.nn.functional.normalize(torch.from_numpy(features), dim=1).numpy()
+    np.testing.assert_allclose(normalize_features(features), expected, rtol=1e-6, atol=1e-7)

@@ -1,0 +1,126 @@
+"""SLRRefiner across epochs: passthrough, projection, state round trip, options."""
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from fastreid_slr.refine import SLRRefiner, harden, relabel_contiguous
+from test_refine_projection import brute_soft_labels
+
+
+def epoch_labels(n_epochs=3, n=600, n_ids=40, seed=0):
+    """Cluster labels of the same samples over epochs: identities, label noise, outliers."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, n_ids, n)
+    epochs = []
+    for _ in range(n_epochs):
+        labels = truth.copy()
+        flipped = rng.random(n) < 0.1
+        labels[flipped] = rng.integers(0, n_ids, flipped.sum())
+        labels = rng.permutation(n_ids)[labels]  # cluster ids are arbitrary each epoch
+        labels[rng.random(n) < 0.08] = -1
+        epochs.append(labels)
+    return epochs
+
+
+def test_first_epoch_passes_through():
+    cur = epoch_labels(1)[0]
+    cur[cur == 3] = 99  # a gap in the ids
+    result = SLRRefiner().step(cur)
+    np.testing.assert_array_equal(result.hard_labels, relabel_contiguous(cur))
+    assert result.soft_labels is None
+    assert result.stats["refined"] == 0.0 and np.isnan(result.stats["agreement_with_previous"])
+    assert result.stats["clusters_before"] == result.stats["clusters_after"] == len(np.unique(cur[cur >= 0]))
+
+
+@pytest.mark.parametrize("alpha,normalize", [(0.5, "row"), (0.7, "col"), (0.3, "softmax")])
+def test_second_epoch_refines_with_the_projection(alpha, normalize):
+    first, second = epoch_labels(2)
+    refiner = SLRRefiner(alpha=alpha, normalize=normalize)
+    refiner.step(first)
+    result = refiner.step(second)
+    expected_soft = brute_soft_labels(first, second, alpha, normalize)
+    np.testing.assert_allclose(result.soft_labels.toarray(), expected_soft, rtol=1e-12, atol=1e-12)
+    # (hardening the brute-force rows could break equal-distance ties differently: compare on ours)
+    np.testing.assert_array_equal(result.hard_labels, harden(result.soft_labels, min_cluster_size=7))
+    stats = result.stats
+    assert stats["refined"] == 1.0
+    assert stats["outliers_before"] == int((second < 0).sum())
+    assert stats["outliers_after"] == int((result.hard_labels < 0).sum()) >= stats["outliers_before"]
+    assert stats["kept_fraction"] == pytest.approx(1 - stats["outliers_after"] / second.size)
+    assert 0.5 < stats["agreement_with_previous"] <= 1.0
+    assert all(stats[f"seconds_{k}"] >= 0 for k in ("projection", "soft_labels", "harden"))
+
+
+def _torch_round_trip(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_state_dict_round_trip_makes_the_next_step_identical():
+    first, second, third = epoch_labels(3)
+    original = SLRRefiner(alpha=0.6)
+    original.step(first)
+    original.step(second)
+    restored = SLRRefiner(alpha=0.6)
+    restored.load_state_dict(_torch_round_trip(original.state_dict()))
+    assert restored.steps == 2
+    expected, got = original.step(third), restored.step(third)
+    np.testing.assert_array_equal(got.hard_labels, expected.hard_labels)
+    assert (got.soft_labels != expected.soft_labels).nnz == 0
+    fresh = SLRRefiner(alpha=0.6)
+    fresh.load_state_dict(_torch_round_trip(SLRRefiner().state_dict()))
+    assert fresh.step(third).soft_labels is None, "an empty state means a first epoch"
+
+
+@pytest.mark.parametrize("prev_source", ["cluster", "refined"])
+def test_prev_source_decides_what_the_next_epoch_projects(prev_source):
+    first, second, third = epoch_labels(3)
+    refiner = SLRRefiner(prev_source=prev_source)
+    refiner.step(first)
+    hard_second = refiner.step(second).hard_labels
+    previous = relabel_contiguous(second) if prev_source == "cluster" else hard_second
+    assert not np.array_equal(relabel_contiguous(second), hard_second), "the two options must differ here"
+    result = refiner.step(third)
+    np.testing.assert_allclose(result.soft_labels.toarray(), brute_soft_labels(previous, relabel_contiguous(third), 0.5, "row"))
+
+
+def test_disabled_is_the_baseline_passthrough():
+    refiner = SLRRefiner(enabled=False)
+    for labels in epoch_labels(3):
+        result = refiner.step(labels)
+        np.testing.assert_array_equal(result.hard_labels, relabel_contiguous(labels))
+        assert result.soft_labels is None and result.stats["refined"] == 0.0
+
+
+def test_method_none_trains_on_soft_labels_with_current_hard_labels():
+    first, second = epoch_labels(2)
+    refiner = SLRRefiner(harden_method="none")
+    refiner.step(first)
+    result = refiner.step(second)
+    np.testing.assert_array_equal(result.hard_labels, second)
+    np.testing.assert_allclose(result.soft_labels.toarray(), brute_soft_labels(first, second, 0.5, "row"))
+    assert result.stats["seconds_harden"] == 0.0
+
+
+@pytest.mark.parametrize("method", ["max", "dbscan"])
+def test_other_hardening_methods_run_through_the_refiner(method):
+    first, second = epoch_labels(2)
+    refiner = SLRRefiner(harden_method=method, alpha=0.7)
+    refiner.step(first)
+    result = refiner.step(second)
+    np.testing.assert_array_equal(result.hard_labels, harden(result.soft_labels, method=method))
+
+
+def test_bad_arguments_and_changed_sample_count_are_rejected():
+    with pytest.raises(ValueError):
+        SLRRefiner(harden_method="kmeans")
+    with pytest.raises(ValueError):
+        SLRRefiner(prev_source="teacher")
+    refiner = SLRRefiner()
+    refiner.step(np.zeros(10, dtype=int))
+    with pytest.raises(ValueError):
+        refiner.step(np.zeros(11, dtype=int))
