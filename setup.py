@@ -16,6 +16,7 @@ setup(
         "scipy>=1.10,<2",
         "scikit-learn>=1.3,<2",
         "hdbscan>=0.8.33,<0.9",
+        "numba>=0.58,<1",  # compiled kernels of the Jaccard distance and the HDBSCAN fast path
         "faiss-cpu>=1.7.4,<2",
         "opencv-python-headless>=4.8,<6",
         "yacs>=0.1.8,<0.2",
