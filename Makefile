@@ -21,7 +21,8 @@ $(STAMP): setup.py Makefile
 	touch $(STAMP)
 
 demo: setup
-	$(PY) tools/train_net.py --config-file configs/Demo/baseline-procedural.yml
+	mkdir -p "$(FASTREID_DATASETS)"
+	$(PY) tools/demo.py
 
 test: setup
 	$(PY) -m pytest -q tests

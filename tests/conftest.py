@@ -10,7 +10,9 @@ os.makedirs(os.environ["FASTREID_DATASETS"], exist_ok=True)
 
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: tiny models gain little from two, and two threads sharing a core with
+# anything else (a loader worker, another process) spin and run many times slower.
+torch.set_num_threads(1)
 
 
 def pytest_addoption(parser):

@@ -192,7 +192,8 @@ def test_concurrent_constructions_render_once(tmp_path, monkeypatch):
 def test_a_copy_finished_elsewhere_wins_and_ours_is_discarded(tmp_path, monkeypatch):
     """Without working locks (some network filesystems) another host may finish first."""
     spec = ProceduralSpec(num_train_ids=2, num_test_ids=2, num_cameras=2, images_per_camera=1)
-    target = os.path.join(tmp_path, "procedural", f"A_{spec.digest('A', generate.RENDERER_VERSION)}")
+    digest = spec.digest("A", generate.RENDERER_VERSION)
+    target = os.path.join(tmp_path, "procedural", f"A_{digest}")
     real = generate.write_domain
 
     def racing(directory, *args):

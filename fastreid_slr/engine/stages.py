@@ -3,6 +3,7 @@
 Everything a run needs is checked first (``check_adaptation_config``), so a typo fails in a
 second, not after an hour of pretraining.
 """
+import json
 import logging
 import os
 
@@ -10,6 +11,7 @@ from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.utils import comm
 
 from ..data.paths import datasets_root
+from .hooks import numeric_results
 from .pseudo_labels import PseudoLabeler
 from .trainer import SourcePretrainTrainer, load_train_items
 
@@ -91,8 +93,15 @@ def ensure_source_weights(cfg, resume: bool = False) -> str:
         os.makedirs(stage.OUTPUT_DIR, exist_ok=True)
     trainer = SourcePretrainTrainer(stage)
     trainer.resume_or_load(resume=resume)
-    trainer.train()
+    write_final_results(stage.OUTPUT_DIR, trainer.train())
     comm.synchronize()
     if not os.path.isfile(path):
         raise RuntimeError(f"Stage 1 finished without writing {path}")
     return path
+
+
+def write_final_results(output_dir: str, results) -> None:
+    """``<output_dir>/final_results.json``: the run's last evaluation, flat, for scripts."""
+    if comm.is_main_process() and results:
+        with open(os.path.join(output_dir, "final_results.json"), "w") as f:
+            json.dump(numeric_results(results), f, indent=1)

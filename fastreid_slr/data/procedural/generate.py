@@ -23,7 +23,7 @@ from .spec import ProceduralSpec
 logger = logging.getLogger(__name__)
 
 # Bump whenever a change to the renderer or the plan changes any pixel: it is part of the cache key.
-RENDERER_VERSION = 1
+RENDERER_VERSION = 2
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 DOMAINS = ("A", "B")
 _IDENTITY, _CAMERA, _PLAN, _IMAGE, _DISTRACTOR = range(5)
@@ -158,6 +158,7 @@ def ensure_generated(root: str, spec: ProceduralSpec, domain: str, name: str) ->
             return target
         logger.info("%s: rendering %s into %s", name, spec, target)
         tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=base)
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         try:
             write_domain(tmp, spec, domain, name)
             os.rename(tmp, target)

@@ -142,7 +142,8 @@ def sample_identity(rng: np.random.Generator, style: DomainStyle) -> Identity:
                                                     p=_weights(style.lower_weights))]),
         lower_type=LOWER_TYPES[rng.choice(3, p=_weights(style.lower_type_p))],
         skin=np.asarray(SKIN[rng.integers(len(SKIN))]) + rng.uniform(-0.03, 0.03, 3),
-        hair=np.asarray(HAIR[rng.choice(len(HAIR), p=_weights(HAIR_P))]) + rng.uniform(-0.03, 0.03, 3),
+        hair=(np.asarray(HAIR[rng.choice(len(HAIR), p=_weights(HAIR_P))])
+              + rng.uniform(-0.03, 0.03, 3)),
         long_hair=bool(rng.random() < 0.3),
         hat=hat,
         bag=BAGS[rng.choice(4, p=_weights(style.bag_p))],
@@ -243,11 +244,13 @@ def _scene(rng: np.random.Generator, family: str, shape: Tuple[int, int]) -> np.
         floor = pave * (0.9 + 0.15 * fine) * np.where(lines, 0.75, 1.0)[..., None]
         return np.where(ground[..., None], floor, img).astype(np.float32)
     if family == "park":
-        leaves = tone((0.30, 0.50, 0.25), 0.1) * (0.6 + 0.6 * _smooth_noise(rng, shape, (12, 24))[..., None])
+        foliage = _smooth_noise(rng, shape, (12, 24))[..., None]
+        leaves = tone((0.30, 0.50, 0.25), 0.1) * (0.6 + 0.6 * foliage)
         grass = tone((0.40, 0.62, 0.30), 0.08) * (0.8 + 0.3 * fine)
         path = (np.abs(x - rng.uniform(0.2, 0.8) * w / h) < 0.25) & ground
         img = np.where(ground[..., None], grass, leaves)
-        return np.where(path[..., None], tone((0.75, 0.70, 0.60)) * (0.9 + 0.1 * fine), img).astype(np.float32)
+        gravel = tone((0.75, 0.70, 0.60)) * (0.9 + 0.1 * fine)
+        return np.where(path[..., None], gravel, img).astype(np.float32)
     if family == "plaza":
         stone, tile = tone((0.86, 0.80, 0.68)), rng.uniform(0.2, 0.35)
         checker = (np.floor(x / tile) + np.floor(y / tile)) % 2
@@ -273,7 +276,8 @@ def _scene(rng: np.random.Generator, family: str, shape: Tuple[int, int]) -> np.
     if family == "corridor":
         panel = rng.uniform(0.15, 0.3)
         seams = np.mod(x, panel) < 0.01
-        wall = tone((0.60, 0.64, 0.70)) * (0.9 + 0.15 * coarse) * np.where(seams, 0.7, 1.0)[..., None]
+        wall = tone((0.60, 0.64, 0.70)) * (0.9 + 0.15 * coarse)
+        wall = wall * np.where(seams, 0.7, 1.0)[..., None]
         floor = tone((0.45, 0.45, 0.48)) * (0.8 + 0.5 * (y - horizon)) * (0.95 + 0.1 * fine)
         lights = (y < 0.08) & (np.mod(x, 0.5) < 0.2)
         wall = np.where(lights[..., None], np.float32(0.95), wall)
@@ -429,18 +433,21 @@ def _paint_person(canvas: _Canvas, ident: Identity, pose: _Pose, u, v):
     else:
         canvas.paint(head & (v < head_v - 0.35 * head_rv), ident.hair)
     if ident.hat is not None:
-        cap = _ellipse(u, v, 0.0, head_v, 1.1 * head_ru, 1.05 * head_rv) & (v < head_v - 0.25 * head_rv)
+        cap = (_ellipse(u, v, 0.0, head_v, 1.1 * head_ru, 1.05 * head_rv)
+               & (v < head_v - 0.25 * head_rv))
         canvas.paint(cap, ident.hat)
         if side:
             canvas.paint((u >= 0) & (u <= 1.7 * head_ru) & (v >= head_v - 0.38 * head_rv)
                          & (v <= head_v - 0.2 * head_rv), ident.hat)
     if ident.bag == "backpack" and pose.view == "back":
-        canvas.paint(_band(u, v, 0.0, 0.075 * wf, shoulder + 0.01, shoulder + 0.27), ident.bag_colour)
+        canvas.paint(_band(u, v, 0.0, 0.075 * wf, shoulder + 0.01, shoulder + 0.27),
+                     ident.bag_colour)
         canvas.paint(_band(u, v, 0.0, 0.05 * wf, shoulder + 0.17, shoulder + 0.25),
                      ident.bag_colour * 0.75)
     elif ident.bag == "backpack" and pose.view == "front":
         for s in (-1, 1):
-            canvas.paint(_band(u, v, s * 0.055 * wf, 0.011, shoulder, shoulder + 0.22), ident.bag_colour)
+            canvas.paint(_band(u, v, s * 0.055 * wf, 0.011, shoulder, shoulder + 0.22),
+                         ident.bag_colour)
     elif ident.bag == "shoulder" and bag_visible:
         centre = 0.0 if side else bag_u * (half_sh + 0.02)
         if not side:

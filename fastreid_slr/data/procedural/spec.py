@@ -26,11 +26,13 @@ class ProceduralSpec:
         if self.num_train_ids < 1 or self.num_test_ids < 1:
             raise ValueError(f"need at least one train and one test identity, got {self}")
         if self.num_cameras < 2:
-            raise ValueError(f"every identity must be seen by two cameras: num_cameras >= 2, got {self}")
+            raise ValueError(f"every identity must be seen by two cameras: num_cameras >= 2, "
+                             f"got {self}")
         if self.images_per_camera < 1:
             raise ValueError(f"images_per_camera must be >= 1, got {self}")
         if len(self.image_size) != 2 or min(self.image_size) < 16:
-            raise ValueError(f"image_size is (height, width), each >= 16 pixels, got {self.image_size}")
+            raise ValueError(f"image_size is (height, width), each >= 16 pixels, "
+                             f"got {self.image_size}")
 
     @classmethod
     def from_config(cls, cfg) -> "ProceduralSpec":
