@@ -540,3 +540,124 @@ def _offline_pretrained_weights() -> bool:
 
     osnet.init_pretrained_weights = osnet_weights
     return True
+
+
+# --------------------------------------------------------------------------- faults
+def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
+    """Write ``path`` all at once: ``write(f)`` fills a hidden temporary file beside it, which then
+    replaces ``path`` (``os.replace`` is atomic on POSIX and Windows). A process killed at any
+    point leaves either the old file or the new one, never a truncated one; an exception removes
+    the temporary file. Only one writer per path (rank 0 in fast-reid) is assumed."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable (best effort; not every file system allows it)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _atomic_checkpoint_save(self, name: str, **kwargs):
+    """fast-reid's ``Checkpointer.save``, written through ``atomic_write``."""
+    if not self.save_dir or not self.save_to_disk:
+        return
+    data = {"model": self.model.state_dict()}
+    for key, obj in self.checkpointables.items():
+        data[key] = obj.state_dict()
+    data.update(kwargs)
+
+    basename = "{}.pth".format(name)
+    save_file = os.path.join(self.save_dir, basename)
+    assert os.path.basename(save_file) == basename, basename
+    self.logger.info("Saving checkpoint to {}".format(save_file))
+    atomic_write(save_file, lambda f: torch.save(data, f))
+    self.tag_last_checkpoint(basename)
+
+
+def _atomic_tag_last_checkpoint(self, last_filename_basename: str):
+    """fast-reid's ``Checkpointer.tag_last_checkpoint``, written through ``atomic_write``."""
+    atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
+                 lambda f: f.write(last_filename_basename), mode="w")
+
+
+@_patch("atomic_checkpoints")
+def _atomic_checkpoints() -> bool:
+    """``Checkpointer.save`` runs ``torch.save`` straight into the final file and
+    ``tag_last_checkpoint`` rewrites ``last_checkpoint`` in place: a run killed while saving leaves
+    a truncated checkpoint (stage 1's ``model_final.pth`` would then be "reused") or an empty
+    ``last_checkpoint`` that ``--resume`` cannot follow. Write both atomically."""
+    from fastreid.utils.checkpoint import Checkpointer
+
+    Checkpointer.save = _atomic_checkpoint_save
+    Checkpointer.tag_last_checkpoint = _atomic_tag_last_checkpoint
+    return True
+
+
+@_patch("image_errors_name_file")
+def _image_errors_name_file() -> bool:
+    """``read_image`` lets PIL's error through (``cannot identify image file <_io.BufferedReader>``),
+    which does not say which of a million images is broken. Raise an OSError naming the file."""
+    import fastreid.data.common as common
+    import fastreid.data.data_utils as data_utils
+
+    original = data_utils.read_image
+    if getattr(original, "_slr_patched", False):
+        return False
+
+    @functools.wraps(original)
+    def read_image(file_name, format=None):
+        try:
+            return original(file_name, format)
+        except Exception as exc:  # noqa: BLE001 - any failure to decode is reported with the path
+            raise OSError(f"Cannot read image {file_name}: {type(exc).__name__}: {exc}") from exc
+
+    read_image._slr_patched = True
+    data_utils.read_image = read_image
+    common.read_image = read_image
+    return True
+
+
+@_patch("nan_loss_names_epoch")
+def _nan_loss_names_epoch() -> bool:
+    """``SimpleTrainer._write_metrics`` stops on a non-finite loss naming only the iteration; name
+    the epoch, the iteration within it, and the loss terms too."""
+    from fastreid.engine.train_loop import SimpleTrainer
+    from fastreid.utils.events import get_event_storage
+
+    original = SimpleTrainer._write_metrics
+    if getattr(original, "_slr_patched", False):
+        return False
+
+    @functools.wraps(original)
+    def _write_metrics(self, loss_dict, data_time):
+        try:
+            original(self, loss_dict, data_time)
+        except FloatingPointError as exc:
+            storage = get_event_storage()
+            epoch = getattr(storage, "epoch", None)
+            losses = {k: float(v.detach().float().cpu()) for k, v in loss_dict.items()}
+            bad = ", ".join(k for k, v in losses.items() if not np.isfinite(v)) or "the mean over ranks"
+            raise FloatingPointError(
+                f"Loss became infinite or NaN at epoch {epoch}, iteration {self.iter} "
+                f"(non-finite: {bad}; this rank's losses {losses}). Lower SOLVER.BASE_LR, or check "
+                f"the data and the weights loaded; --resume restarts from the last checkpoint."
+            ) from exc
+
+    _write_metrics._slr_patched = True
+    SimpleTrainer._write_metrics = _write_metrics
+    return True

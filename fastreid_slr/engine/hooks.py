@@ -86,8 +86,10 @@ class PseudoLabelHook(HookBase):
             labels, stats = result.labels, result.stats
             if stats["clusters_after"] < self.min_clusters:
                 labels, stats = self._degenerate(epoch, stats)
-            result = (labels, result.soft_labels, stats)
-        labels, soft_labels, stats = _broadcast_from_main(result)
+            result = (labels, result.soft_labels, stats, self.labeler.state_dict())
+        labels, soft_labels, stats, labeler_state = _broadcast_from_main(result)
+        if not comm.is_main_process():  # the refiner stepped on rank 0 only: same state everywhere
+            self.labeler.load_state_dict(labeler_state)
 
         kept = labels >= 0
         num_classes = int(labels.max()) + 1

@@ -21,7 +21,9 @@ def hdbscan_labels_from_spanning_tree(edges: np.ndarray, min_cluster_size: int) 
             (EOM, no single cluster, no epsilon) apply.
     """
     edges = np.asarray(edges, dtype=np.float64)
-    edges = np.ascontiguousarray(edges[np.argsort(edges[:, 2], kind="stable")])
+    # np.argsort's default (unstable) sort, as the package sorts its own MST: a stable sort would
+    # keep the construction order among equal weights, which measurably biased ties toward noise
+    edges = np.ascontiguousarray(edges[np.argsort(edges[:, 2])])
     condensed = condense_tree(label(edges), min_cluster_size)
     labels, _, _ = get_clusters(condensed, compute_stability(condensed), cluster_selection_method="eom",
                                 allow_single_cluster=False)

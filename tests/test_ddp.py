@@ -1,0 +1,172 @@
+"""Two-process DDP (gloo on CPU) through tools/train_net.py's ``main`` and fast-reid's ``launch``:
+every rank trains on the same pseudo-labels, builds the same loader and classifiers, holds the
+same refiner state and the same weights, and the evaluation has a single-process run's form.
+
+The run is this file run as a script: it parses the command line with fast-reid's parser and
+calls ``launch`` as tools/train_net.py does, with a main that runs tools/train_net.py's own
+``main`` (loaded from its file) whose SLRTrainer records, per rank, what it trained on.
+"""
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
+CONFIG = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
+DUMP_ENV = "FASTREID_SLR_TEST_DUMP"
+
+
+# --------------------------------------------------------------------------- inside each rank
+def _load_train_net():
+    spec = importlib.util.spec_from_file_location("train_net", TRAIN_NET)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_net"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _digest(tensors) -> str:
+    h = hashlib.sha256()
+    for name, tensor in tensors:
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _recording_main(args):
+    """tools/train_net.py's ``main``, its SLRTrainer recording each epoch's labels and, after
+    training, this rank's state into ``$FASTREID_SLR_TEST_DUMP/rank<r>.json``."""
+    train_net = _load_train_net()
+    from fastreid.utils import comm
+    from fastreid_slr.engine.hooks import unwrap
+
+    epochs = []
+
+    class RecordingSLRTrainer(train_net.SLRTrainer):
+        def set_train_labels(self, labels, soft_labels=None, centroids=None):
+            super().set_train_labels(labels, soft_labels, centroids)
+            dataset = self._trainer.data_loader.dataset
+            epochs.append({"labels": np.asarray(labels).tolist(),
+                           "num_classes": int(unwrap(self.model).num_classes),
+                           "train_set": [[path, int(pid)] for path, pid, _ in dataset.img_items]})
+
+        def train(self):
+            results = super().train()
+            model = unwrap(self.model)
+            hook = self.pseudo_label_hook
+            state = {"rank": comm.get_rank(), "world_size": comm.get_world_size(), "epochs": epochs,
+                     "labels": hook.labels.tolist(), "num_classes": int(model.num_classes),
+                     "refiner": hook.labeler.state_dict(),
+                     "parameters": _digest(model.named_parameters()),
+                     "buffers": _digest((n, b) for n, b in model.named_buffers() if b.is_floating_point())}
+            with open(os.path.join(os.environ[DUMP_ENV], f"rank{comm.get_rank()}.json"), "w") as f:
+                json.dump(state, f)
+            return results
+
+    train_net.SLRTrainer = RecordingSLRTrainer
+    return train_net.main(args)
+
+
+if __name__ == "__main__":
+    import fastreid_slr  # noqa: F401  (compat: gloo on CPU)
+    from fastreid.engine import default_argument_parser, launch
+
+    args = default_argument_parser().parse_args()
+    launch(_recording_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
+    sys.exit(0)
+
+
+# --------------------------------------------------------------------------- the test
+import fastreid_slr  # noqa: E402,F401  (compat patches first)
+from fastreid_slr.engine import ensure_source_weights  # noqa: E402
+from tiny import tiny_slr_cfg  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def source_weights(tmp_path_factory):
+    """Stage 1 once, in this process; the DDP run does not pretrain."""
+    torch.set_num_threads(1)
+    cfg = tiny_slr_cfg(tmp_path_factory.mktemp("unused"), tmp_path_factory.mktemp("source"))
+    torch.manual_seed(0)
+    return ensure_source_weights(cfg)
+
+
+def _opts(source_weights, output_dir):
+    cfg = tiny_slr_cfg(output_dir, os.path.dirname(source_weights))
+    procedural = cfg.DATASETS.PROCEDURAL
+    return {"DATASETS.PROCEDURAL.NUM_TRAIN_IDS": procedural.NUM_TRAIN_IDS,
+            "DATASETS.PROCEDURAL.NUM_TEST_IDS": procedural.NUM_TEST_IDS,
+            "DATASETS.PROCEDURAL.NUM_CAMERAS": procedural.NUM_CAMERAS,
+            "DATASETS.PROCEDURAL.IMAGES_PER_CAMERA": procedural.IMAGES_PER_CAMERA,
+            "INPUT.SIZE_TRAIN": "[32,16]", "INPUT.SIZE_TEST": "[32,16]", "INPUT.PADDING.SIZE": 2,
+            "DATALOADER.NUM_WORKERS": 0, "SOLVER.IMS_PER_BATCH": 16,  # 8 per rank
+            "SOLVER.MAX_EPOCH": 2, "TEST.EVAL_PERIOD": 2, "SLR.ITERS_PER_EPOCH": 2,
+            "SLR.CLUSTER.K1": cfg.SLR.CLUSTER.K1, "SLR.CLUSTER.K2": cfg.SLR.CLUSTER.K2,
+            "SLR.REFINE.MIN_CLUSTER_SIZE": cfg.SLR.REFINE.MIN_CLUSTER_SIZE,
+            "SLR.SOURCE.WEIGHTS": source_weights, "OUTPUT_DIR": str(output_dir)}
+
+
+def _single_process_evaluation(opts, weights):
+    """What ``tools/train_net.py --eval-only`` reports for ``weights``, in this process."""
+    from fastreid.config import get_cfg
+    from fastreid.engine import DefaultTrainer
+    from fastreid.utils.checkpoint import Checkpointer
+    from fastreid_slr import add_slr_config
+    from fastreid_slr.engine.hooks import numeric_results
+
+    cfg = add_slr_config(get_cfg())
+    cfg.merge_from_file(CONFIG)
+    cfg.merge_from_list([str(x) for kv in opts.items() for x in kv])
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    model = DefaultTrainer.build_model(cfg)
+    Checkpointer(model).load(weights)
+    return numeric_results(DefaultTrainer.test(cfg, model))
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, tmp_path):
+    output_dir, dump = tmp_path / "run", tmp_path / "dump"
+    dump.mkdir()
+    opts = _opts(source_weights, output_dir)
+    command = [sys.executable, os.path.abspath(__file__), "--config-file", CONFIG, "--num-gpus", "2",
+               "--dist-url", "auto", *[str(x) for kv in opts.items() for x in kv]]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **{DUMP_ENV: str(dump)})
+    with open(tmp_path / "ddp.log", "w") as log:
+        rc = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
+    text = (tmp_path / "ddp.log").read_text()
+    assert rc == 0, text[-4000:]
+    assert "Stage 1: reusing source-pretrained weights" in text  # no pretraining in the DDP run
+
+    ranks = [json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    zero, one = ranks
+    assert len(zero["epochs"]) == len(one["epochs"]) == 2  # two clustering rounds
+    for e0, e1 in zip(zero["epochs"], one["epochs"]):
+        assert e0["labels"] == e1["labels"]
+        assert e0["num_classes"] == e1["num_classes"] == max(e0["labels"]) + 1
+        assert e0["train_set"] == e1["train_set"]  # the same pseudo-labelled training set
+    assert zero["labels"] == one["labels"] == zero["epochs"][-1]["labels"]
+    assert zero["num_classes"] == one["num_classes"]
+    assert zero["refiner"] == one["refiner"] and zero["refiner"]["steps"] == 2
+    assert zero["parameters"] == one["parameters"]  # DDP kept student and teacher weights in sync
+
+    # Only rank 0 wrote; its checkpoint holds the labels every rank trained on.
+    checkpoint = torch.load(output_dir / "model_final.pth", map_location="cpu", weights_only=True)
+    assert checkpoint["pseudo_labels"]["labels"] == zero["labels"]
+    assert checkpoint["pseudo_labels"]["labeler"] == zero["refiner"]
+
+    # The evaluation (rank 0, over both ranks' shards) has the form of a single-process one.
+    ddp_results = json.loads((output_dir / "final_results.json").read_text())
+    single = _single_process_evaluation(opts, str(output_dir / "model_final.pth"))
+    assert {"mAP", "Rank-1", "Rank-5", "Rank-10", "mINP", "metric"} <= set(ddp_results)
+    assert set(ddp_results) == set(single)
+    for key, value in single.items():
+        assert ddp_results[key] == pytest.approx(value, abs=1.0), key
