@@ -3,12 +3,13 @@
 fast-reid 1.4.0 (2023) was written for torch 1.13 / Python 3.8. Each break we met is one named
 patch below: applied once (``apply_all`` is idempotent), and a no-op where the installed
 fastreid / torch no longer needs it. ``applied_patches()`` says which ones changed something.
-The list and the reasons are in DESIGN.md §4; each patch has a test in tests/test_compat.py that
-fails if the patch is removed.
+The list and the reasons are in DESIGN.md §4; each patch has a test that fails if the patch is
+removed (tests/test_compat.py; the fault-handling ones in tests/test_faults.py).
 """
 import collections
 import collections.abc
 import functools
+import glob
 import importlib
 import inspect
 import logging
@@ -587,6 +588,12 @@ def _atomic_checkpoint_save(self, name: str, **kwargs):
     self.logger.info("Saving checkpoint to {}".format(save_file))
     atomic_write(save_file, lambda f: torch.save(data, f))
     self.tag_last_checkpoint(basename)
+    # A temporary left by a run killed mid-save (one writer per folder: any other is stale).
+    for stale in glob.glob(os.path.join(glob.escape(self.save_dir), ".*.pth.tmp")):
+        try:
+            os.remove(stale)
+        except OSError:
+            pass
 
 
 def _atomic_tag_last_checkpoint(self, last_filename_basename: str):

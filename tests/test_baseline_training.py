@@ -3,10 +3,10 @@
 import os
 
 import torch
+
+import fastreid_slr  # noqa: F401  (compat first)
 from fastreid.config import get_cfg
 from fastreid.engine import DefaultTrainer
-
-import fastreid_slr  # noqa: F401
 from fastreid_slr import add_slr_config
 from fastreid_slr.data.procedural import ProceduralSpec, set_default_spec
 from tiny import REPO
@@ -16,10 +16,10 @@ def test_baseline_learns_on_a_and_loses_accuracy_on_b(tmp_path):
     cfg = add_slr_config(get_cfg())
     cfg.merge_from_file(os.path.join(REPO, "configs", "Demo", "baseline-procedural.yml"))
     cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.SOLVER.MAX_EPOCH = 14
-    cfg.SOLVER.STEPS = [10]
-    cfg.SOLVER.CHECKPOINT_PERIOD = 14
-    cfg.TEST.EVAL_PERIOD = 14
+    cfg.SOLVER.MAX_EPOCH = 24
+    cfg.SOLVER.STEPS = [18]
+    cfg.SOLVER.CHECKPOINT_PERIOD = 24
+    cfg.TEST.EVAL_PERIOD = 24
     cfg.OUTPUT_DIR = str(tmp_path)
     set_default_spec(ProceduralSpec.from_config(cfg))
     torch.manual_seed(0)
@@ -33,5 +33,5 @@ def test_baseline_learns_on_a_and_loses_accuracy_on_b(tmp_path):
     losses = [v for v, _ in trainer.storage.history("total_loss").values()]
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
     source, target = results["ProceduralA"]["mAP"], results["ProceduralB"]["mAP"]
-    assert source > target + 10, (source, target)  # trained on A: clearly worse on B
+    assert source > 1.5 * target, (source, target)  # trained on A: clearly worse on B
     assert os.path.isfile(tmp_path / "model_final.pth")

@@ -78,6 +78,10 @@ def test_interrupted_checkpoint_save_leaves_previous_checkpoint_intact(tmp_path,
     assert Checkpointer(torch.nn.Linear(3, 2), str(tmp_path)).get_checkpoint_file() == \
         str(tmp_path / "model_0000.pth")
 
+    (tmp_path / ".model_0001.pth.tmp").write_bytes(b"half")  # what a SIGKILL mid-save leaves
+    checkpointer.save("model_0002")
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000.pth", "model_0002.pth"]
+
 
 def test_interrupted_last_checkpoint_tag_keeps_the_old_tag(tmp_path, monkeypatch):
     checkpointer = Checkpointer(torch.nn.Linear(3, 2), str(tmp_path))
@@ -388,3 +392,4 @@ def test_sigkill_during_checkpoint_write_then_resume_completes(source_weights, t
     assert f"Starting training from epoch {saved + 1}" in text
     _assert_checkpoints_intact(tmp_path)
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    assert not list(tmp_path.glob(".*.tmp"))  # the killed run's temporary was cleaned up

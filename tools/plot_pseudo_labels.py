@@ -19,8 +19,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def read_run(run_dir):
     """(pseudo-label records, evaluation records) of one run, by epoch."""
+    records = []
     with open(os.path.join(run_dir, "slr_epochs.jsonl")) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut short by a killed run; a resumed epoch re-records it
     pseudo = {r["epoch"]: r for r in records if "clusters_before" in r}
     evals = {r["epoch"]: r["eval"] for r in records if "eval" in r}
     return [pseudo[e] for e in sorted(pseudo)], [(e, evals[e]) for e in sorted(evals)]

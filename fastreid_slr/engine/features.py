@@ -11,11 +11,11 @@ from fastreid.utils import comm
 logger = logging.getLogger(__name__)
 
 
-def build_feature_loader(items, transforms, batch_size: int):
+def build_feature_loader(items, transforms, batch_size: int, num_workers: int = 0):
     """Test-time loader over ``items``; fast-reid's InferenceSampler gives each rank one contiguous
     shard, so concatenating the shards in rank order restores dataset order (no padding)."""
     loader, _ = build_reid_test_loader(test_set=CommDataset(items, transforms, relabel=False),
-                                       test_batch_size=batch_size, num_query=0)
+                                       test_batch_size=batch_size, num_query=0, num_workers=num_workers)
     return loader
 
 

@@ -82,11 +82,14 @@ class PseudoLabelHook(HookBase):
         features = trainer.extract_target_features()
         result = None
         if comm.is_main_process():
+            state_before = self.labeler.state_dict()
             result = self.labeler(features)
-            labels, stats = result.labels, result.stats
+            labels, soft_labels, stats = result.labels, result.soft_labels, result.stats
             if stats["clusters_after"] < self.min_clusters:
                 labels, stats = self._degenerate(epoch, stats)
-            result = (labels, result.soft_labels, stats, self.labeler.state_dict())
+                soft_labels = None
+                self.labeler.load_state_dict(state_before)  # never project from a degenerate epoch
+            result = (labels, soft_labels, stats, self.labeler.state_dict())
         labels, soft_labels, stats, labeler_state = _broadcast_from_main(result)
         if not comm.is_main_process():  # the refiner stepped on rank 0 only: same state everywhere
             self.labeler.load_state_dict(labeler_state)

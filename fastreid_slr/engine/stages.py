@@ -10,6 +10,7 @@ import os
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.utils import comm
 
+from ..compat import atomic_write
 from ..data.paths import datasets_root
 from .hooks import numeric_results
 from .pseudo_labels import PseudoLabeler
@@ -72,7 +73,7 @@ def source_stage_config(cfg):
     stage.SOLVER.IMS_PER_BATCH = source.IMS_PER_BATCH
     iters_per_epoch = max(1, len(load_train_items(source.DATASETS)) // source.IMS_PER_BATCH)
     stage.SOLVER.WARMUP_ITERS = source.WARMUP_EPOCHS * iters_per_epoch
-    stage.SOLVER.CHECKPOINT_PERIOD = source.MAX_EPOCH
+    stage.SOLVER.CHECKPOINT_PERIOD = 1  # a killed stage 1 resumes, losing at most an epoch
     stage.TEST.EVAL_PERIOD = source.MAX_EPOCH
     stage.DATALOADER.SAMPLER_TRAIN = "NaiveIdentitySampler"
     stage.INPUT.REA.ENABLED = False  # ABMT pretrains without random erasing
@@ -103,5 +104,5 @@ def ensure_source_weights(cfg, resume: bool = False) -> str:
 def write_final_results(output_dir: str, results) -> None:
     """``<output_dir>/final_results.json``: the run's last evaluation, flat, for scripts."""
     if comm.is_main_process() and results:
-        with open(os.path.join(output_dir, "final_results.json"), "w") as f:
-            json.dump(numeric_results(results), f, indent=1)
+        atomic_write(os.path.join(output_dir, "final_results.json"),
+                     lambda f: json.dump(numeric_results(results), f, indent=1), mode="w")

@@ -105,7 +105,7 @@ class SLRTrainer(DefaultTrainer):
     # ------------------------------------------------------------------ called by PseudoLabelHook
     def extract_target_features(self) -> np.ndarray:
         loader = build_feature_loader(self.target_items, build_transforms(self.cfg, is_train=False),
-                                      self.cfg.TEST.IMS_PER_BATCH)
+                                      self.cfg.TEST.IMS_PER_BATCH, self.cfg.DATALOADER.NUM_WORKERS)
         return extract_features(unwrap(self.model), loader, len(self.target_items),
                                 description="teacher features of the target train set")
 
