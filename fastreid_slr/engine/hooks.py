@@ -36,10 +36,20 @@ def _broadcast_from_main(obj):
 
 
 class TeacherEMAHook(HookBase):
-    """After every optimiser step, move the teacher one EMA step towards the student."""
+    """After every optimiser step, move the teacher one EMA step towards the student.
+
+    Under DDP (``broadcast_buffers=False``) each rank's BN statistics follow its own batches; at
+    each epoch's end, before evaluation and the next clustering, every rank takes rank 0's, so
+    that all ranks extract features with the one model rank 0 checkpoints.
+    """
 
     def after_step(self):
         unwrap(self.trainer.model).update_teacher()
+
+    def after_epoch(self):
+        if comm.get_world_size() > 1:
+            for buffer in unwrap(self.trainer.model).buffers():
+                dist.broadcast(buffer, src=0)
 
 
 class PseudoLabelHook(HookBase):
