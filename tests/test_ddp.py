@@ -131,7 +131,6 @@ def _single_process_evaluation(opts, weights):
     return numeric_results(DefaultTrainer.test(cfg, model))
 
 
-@pytest.mark.slow
 def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, tmp_path):
     output_dir, dump = tmp_path / "run", tmp_path / "dump"
     dump.mkdir()
