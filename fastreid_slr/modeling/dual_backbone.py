@@ -15,7 +15,6 @@ import os
 from typing import Dict, Optional
 
 import torch
-from torch import nn
 
 from fastreid.config import configurable
 from fastreid.layers.weight_init import weights_init_kaiming
