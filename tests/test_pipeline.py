@@ -119,3 +119,24 @@ def test_bad_config_fails_at_startup(tmp_path, opts, message):
     with pytest.raises((ValueError, FileNotFoundError, KeyError)) as info:
         check_adaptation_config(cfg)
     assert message in str(info.value)
+
+
+def test_soft_label_supervision_reaches_the_batch(tmp_path):
+    """Module (h) "none": each kept sample carries its refined soft-label row as "targets_soft"."""
+    import scipy.sparse as sp
+    from PIL import Image
+
+    from fastreid_slr.engine.trainer import PseudoLabelledDataset
+
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (8, 16)).save(paths[-1])
+    items = [(p, "x_0", "x_0") for p in paths]
+    labels = np.array([1, -1, 0, 1])
+    soft = sp.csr_matrix(np.array([[0.25, 0.75], [0, 0], [1.0, 0], [0.5, 0.5]]))
+    dataset = PseudoLabelledDataset(items, labels, transform=None, soft_labels=soft)
+    assert len(dataset) == 3  # the outlier is dropped
+    samples = [dataset[i] for i in range(3)]
+    assert [s["targets"] for s in samples] == [1, 0, 1]
+    assert [s["targets_soft"].tolist() for s in samples] == [[0.25, 0.75], [1.0, 0.0], [0.5, 0.5]]
