@@ -1,6 +1,8 @@
 """Test-wide set-up: a stable dataset cache, and slow / GPU tests skipped unless asked for."""
 import os
+import random
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,3 +35,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
         if "gpu" in item.keywords and not (run_slow and torch.cuda.is_available()):
             item.add_marker(pytest.mark.skip(reason="needs CUDA and --run-slow"))
+
+
+@pytest.fixture(scope="session")
+def source_weights(tmp_path_factory):
+    """Stage 1 on the tiny procedural source, once per session; stage-2 tests start from it."""
+    from fastreid_slr.engine import ensure_source_weights
+    from tiny import tiny_slr_cfg
+
+    cfg = tiny_slr_cfg(tmp_path_factory.mktemp("unused"), tmp_path_factory.mktemp("source"))
+    # Seeded (fast-reid's samplers draw their seed from numpy), so that the tests' first
+    # clustering is the same on every run.
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    return ensure_source_weights(cfg)

@@ -86,17 +86,7 @@ if __name__ == "__main__":
 
 # --------------------------------------------------------------------------- the test
 import fastreid_slr  # noqa: E402,F401  (compat patches first)
-from fastreid_slr.engine import ensure_source_weights  # noqa: E402
 from tiny import tiny_slr_cfg  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def source_weights(tmp_path_factory):
-    """Stage 1 once, in this process; the DDP run does not pretrain."""
-    torch.set_num_threads(1)
-    cfg = tiny_slr_cfg(tmp_path_factory.mktemp("unused"), tmp_path_factory.mktemp("source"))
-    torch.manual_seed(0)
-    return ensure_source_weights(cfg)
 
 
 def _opts(source_weights, output_dir):

@@ -22,17 +22,8 @@ import torch
 import fastreid_slr  # noqa: F401  (compat patches first)
 from fastreid.data.common import CommDataset
 from fastreid.utils.checkpoint import Checkpointer
-from fastreid_slr.engine import PseudoLabeler, PseudoLabels, SLRTrainer, ensure_source_weights
+from fastreid_slr.engine import PseudoLabeler, PseudoLabels, SLRTrainer
 from tiny import REPO, tiny_slr_cfg
-
-
-@pytest.fixture(scope="module")
-def source_weights(tmp_path_factory):
-    """Stage 1 once for the module (single process); stage-2 runs start from its weights."""
-    torch.set_num_threads(1)
-    cfg = tiny_slr_cfg(tmp_path_factory.mktemp("unused"), tmp_path_factory.mktemp("source"))
-    torch.manual_seed(0)
-    return ensure_source_weights(cfg)
 
 
 def _trainer(tmp_path, weights, **opts):

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 import fastreid_slr  # noqa: F401
 from fastreid_slr.engine import SLRTrainer, check_adaptation_config, ensure_source_weights
@@ -13,15 +12,10 @@ from fastreid_slr.refine import SLRRefiner
 from tiny import tiny_slr_cfg
 
 
-@pytest.fixture(scope="module")
-def source_dir(tmp_path_factory):
-    """One stage-1 run shared by the tests (its weights are reused, as the demo does)."""
-    torch.set_num_threads(1)
-    source = tmp_path_factory.mktemp("source")
-    cfg = tiny_slr_cfg(tmp_path_factory.mktemp("unused"), source)
-    torch.manual_seed(0)
-    ensure_source_weights(cfg)
-    return source
+@pytest.fixture
+def source_dir(source_weights):
+    """Stage 1's folder (conftest trains it once per session): its weights are reused, as the demo does."""
+    return os.path.dirname(source_weights)
 
 
 def _adapt(cfg, resume=False):

@@ -86,7 +86,9 @@ class SLRTrainer(DefaultTrainer):
         _, true_ids = np.unique([pid for _, pid, _ in self.target_items], return_inverse=True)
         self.pseudo_label_hook = PseudoLabelHook(
             PseudoLabeler.from_config(cfg), num_items=len(self.target_items), every=cfg.SLR.CLUSTER_EVERY,
-            min_clusters=cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size() // cfg.DATALOADER.NUM_INSTANCE,
+            # fast-reid's identity sampler fills the global batch (all ranks) from one pass over the
+            # identities; with fewer than IMS_PER_BATCH / NUM_INSTANCE clusters it can loop forever.
+            min_clusters=cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE,
             true_ids=true_ids,
             record_path=os.path.join(cfg.OUTPUT_DIR, "slr_epochs.jsonl") if comm.is_main_process() else None)
         hooks = super().build_hooks()
