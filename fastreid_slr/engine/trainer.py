@@ -18,7 +18,7 @@ from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.utils import comm
 
-from ..compat import _distributed_data_parallel
+from ..compat import distributed_data_parallel
 from ..data.paths import datasets_root
 from .features import build_feature_loader, extract_features
 from .hooks import PseudoLabelHook, TeacherEMAHook, unwrap
@@ -137,7 +137,7 @@ class SLRTrainer(DefaultTrainer):
         for group in fresh.param_groups:
             optimizer.add_param_group(group)
         if comm.get_world_size() > 1:  # DDP must see the new classifier parameters
-            self._trainer.model = _distributed_data_parallel(
+            self._trainer.model = distributed_data_parallel(
                 model, device_ids=[comm.get_local_rank()], broadcast_buffers=False)
 
 

@@ -1,0 +1,56 @@
+"""The shipped configs load, and the README's CPU-shrinking opts stay true for every one of them."""
+import glob
+import os
+import re
+import shlex
+
+import pytest
+from fastreid.config import get_cfg
+
+from fastreid_slr import add_slr_config
+from fastreid_slr.engine import PseudoLabeler
+from tiny import REPO
+
+PAPER_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "SLR", "*.yml")))
+
+
+def _readme_shrink_opts():
+    readme = open(os.path.join(REPO, "README.md")).read()
+    block = re.search(r"### Shrinking any config.*?```\n(.*?)```", readme, re.S).group(1)
+    return shlex.split(block)
+
+
+def _load(path, opts=()):
+    cfg = add_slr_config(get_cfg())
+    cfg.merge_from_file(path)
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def test_eight_paper_configs():
+    names = {os.path.basename(p)[:-4] for p in PAPER_CONFIGS}
+    assert names == {f"{task}{ibn}" for task in ("d2m", "m2d", "m2px", "px2m") for ibn in ("", "_ibn")}
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=os.path.basename)
+def test_paper_config_settings(path):
+    cfg = _load(path)
+    assert cfg.MODEL.META_ARCHITECTURE == "SLR" and cfg.MODEL.BACKBONE.DEPTH == "50x"
+    assert cfg.MODEL.BACKBONE.WITH_IBN == path.endswith("_ibn.yml")
+    assert cfg.SOLVER.MAX_EPOCH == 50 and cfg.SOLVER.IMS_PER_BATCH == 16
+    assert cfg.SLR.REFINE.HARDEN == "hdbscan" and cfg.SLR.REFINE.MIN_CLUSTER_SIZE == 7
+    assert cfg.DATASETS.NAMES == cfg.DATASETS.TESTS and cfg.SLR.SOURCE.DATASETS != cfg.DATASETS.NAMES
+    PseudoLabeler.from_config(cfg)  # valid method names and ranges
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS[:1] + [os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")],
+                         ids=os.path.basename)
+def test_readme_shrink_opts_apply(path):
+    opts = _readme_shrink_opts()
+    assert len(opts) % 2 == 0 and len(opts) >= 20
+    cfg = _load(path, opts)
+    for key, value in zip(opts[::2], opts[1::2]):
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert str(node).replace(" ", "") == value.replace(" ", ""), key
