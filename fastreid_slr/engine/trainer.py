@@ -73,9 +73,9 @@ class SLRTrainer(DefaultTrainer):
         super().__init__(cfg)
         self.checkpointer.checkpointables["pseudo_labels"] = self.pseudo_label_hook
 
-    @classmethod
-    def build_train_loader(cls, cfg):
-        return _AwaitingPseudoLabels(CommDataset(load_train_items(cfg.DATASETS.NAMES), relabel=True))
+    def build_train_loader(self, cfg):
+        """An instance method (DefaultTrainer calls it on ``self``): reuses the target items."""
+        return _AwaitingPseudoLabels(CommDataset(self.target_items, relabel=True))
 
     def build_hooks(self):
         cfg = self.cfg
