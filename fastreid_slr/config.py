@@ -14,6 +14,10 @@ def add_slr_config(cfg):
     cfg.defrost()
 
     _C = cfg
+    # >= 0: seed Python, numpy and torch (rank r gets SEED + r) so a run repeats on the same
+    # machine; fast-reid 1.4.0 has no such key and seeds every run at random.
+    _C.SEED = -1
+
     # ------------------------------------------------------------------ procedural demo data
     _C.DATASETS.PROCEDURAL = CN()
     # Identities in the training split of each domain (query/gallery identities are disjoint).

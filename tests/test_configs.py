@@ -54,3 +54,34 @@ def test_readme_shrink_opts_apply(path):
         for part in key.split("."):
             node = node[part]
         assert str(node).replace(" ", "") == value.replace(" ", ""), key
+
+
+def _draws_after_setup(tmp_path, seed):
+    """tools/train_net.py's ``setup`` with ``SEED``, then one draw from each generator."""
+    import importlib.util
+    import random
+
+    import numpy as np
+    import torch
+    from fastreid.engine import default_argument_parser
+    from fastreid_slr.data.procedural import get_default_spec, set_default_spec
+
+    spec = importlib.util.spec_from_file_location("train_net_for_seed", os.path.join(REPO, "tools", "train_net.py"))
+    train_net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_net)
+    args = default_argument_parser().parse_args(
+        ["--config-file", os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"),
+         "SEED", str(seed), "OUTPUT_DIR", str(tmp_path)])
+    threads, spec = torch.get_num_threads(), get_default_spec()
+    try:
+        train_net.setup(args)
+    finally:  # setup also picks the CPU threads and the procedural spec: keep the session's
+        torch.set_num_threads(threads)
+        set_default_spec(spec)
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_seed_makes_runs_repeat(tmp_path):
+    assert _draws_after_setup(tmp_path, 3) == _draws_after_setup(tmp_path, 3)
+    assert _draws_after_setup(tmp_path, 3) != _draws_after_setup(tmp_path, 4)
+    assert _draws_after_setup(tmp_path, -1) != _draws_after_setup(tmp_path, -1)  # fast-reid's default

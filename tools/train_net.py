@@ -15,6 +15,7 @@ from fastreid.config import get_cfg
 from fastreid.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
+from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
 from fastreid_slr import add_slr_config
@@ -36,6 +37,7 @@ def setup(args):
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
+    seed(cfg)  # after default_setup, which seeds at random
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_slr")
     if no_cuda:
         logger.warning("MODEL.DEVICE asks for CUDA but there is none: running on the CPU")
@@ -50,6 +52,12 @@ def setup(args):
     if is_slr_adaptation(cfg) and not args.eval_only:
         check_adaptation_config(cfg)
     return cfg
+
+
+def seed(cfg):
+    """SEED >= 0: the same random draws on every run (rank r: SEED + r)."""
+    if cfg.SEED >= 0:
+        seed_all_rng(cfg.SEED + comm.get_rank())
 
 
 def main(args):
@@ -69,6 +77,7 @@ def main(args):
         cfg.MODEL.WEIGHTS = weights
         cfg.MODEL.BACKBONE.PRETRAIN = False  # the source weights replace ImageNet's
         cfg.freeze()
+        seed(cfg)  # stage 2 draws the same whether or not stage 1 ran in this process
         trainer = SLRTrainer(cfg)
     elif cfg.MODEL.META_ARCHITECTURE == "SLR":
         trainer = SourcePretrainTrainer(cfg)
