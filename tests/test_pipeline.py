@@ -134,3 +134,20 @@ def test_soft_label_supervision_reaches_the_batch(tmp_path):
     samples = [dataset[i] for i in range(3)]
     assert [s["targets"] for s in samples] == [1, 0, 1]
     assert [s["targets_soft"].tolist() for s in samples] == [[0.25, 0.75], [1.0, 0.0], [0.5, 0.5]]
+
+
+def test_stage1_target_sampler_keeps_off_numpys_global_generator():
+    """Stage 1's target sampler runs in a prefetch thread beside the source sampler, which draws
+    from numpy's global generator: it must use its own, or a SEEDed run does not repeat."""
+    import itertools
+
+    from fastreid_slr.engine.trainer import EndlessShuffle
+
+    np.random.seed(5)
+    sampler = EndlessShuffle(7)
+    state = np.random.get_state()[1].copy()
+    first = list(itertools.islice(iter(sampler), 21))
+    assert np.array_equal(np.random.get_state()[1], state)  # no global draws while sampling
+    assert first == list(itertools.islice(iter(sampler), 21))  # each pass of the loader repeats
+    passes = [first[i:i + 7] for i in (0, 7, 14)]
+    assert all(sorted(p) == list(range(7)) for p in passes) and passes[0] != passes[1]

@@ -5,6 +5,7 @@ keeps it. Adaptation swaps it every epoch: the pseudo-label hook calls ``set_tra
 builds a new loader over the kept samples, and resets the optimiser in place (a fresh Adam, as
 ABMT) so every object holding it (LR scheduler hook, checkpointer) stays valid.
 """
+import itertools
 import logging
 import os
 
@@ -13,7 +14,6 @@ import torch
 from fastreid.data import build_reid_train_loader
 from fastreid.data.common import CommDataset
 from fastreid.data.datasets import DATASET_REGISTRY
-from fastreid.data.samplers import TrainingSampler
 from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.utils import comm
@@ -120,13 +120,14 @@ class SLRTrainer(DefaultTrainer):
         model = unwrap(self.model)
         if centroids is not None:
             model.reset_classifiers(len(centroids), centroids.to(model.device))
+        # fast-reid's samplers draw from numpy's global generator in the loader's prefetch thread:
+        # stop the old one before the new sampler draws its seed, so a SEEDed run repeats.
+        self._trainer.data_loader.shutdown()
         dataset = PseudoLabelledDataset(self.target_items, labels, build_transforms(self.cfg, is_train=True),
                                         soft_labels)
         loader = build_reid_train_loader(self.cfg, train_set=dataset)
-        old = self._trainer.data_loader
         self._trainer.data_loader = loader
         self._trainer._data_loader_iter = iter(loader)
-        old.shutdown()
         self._reset_optimizer(model)
 
     def _reset_optimizer(self, model):
@@ -139,6 +140,27 @@ class SLRTrainer(DefaultTrainer):
         if comm.get_world_size() > 1:  # DDP must see the new classifier parameters
             self._trainer.model = distributed_data_parallel(
                 model, device_ids=[comm.get_local_rank()], broadcast_buffers=False)
+
+
+class EndlessShuffle(torch.utils.data.Sampler):
+    """Endless reshuffles of ``range(size)``, this rank's share, from a private generator.
+
+    fast-reid's TrainingSampler draws from numpy's global generator in its loader's prefetch
+    thread; beside the source loader's identity sampler doing the same in another thread, the
+    two interleave by timing and a SEEDed stage 1 did not repeat.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.seed = comm.shared_random_seed()  # the same on every rank
+
+    def __iter__(self):
+        return itertools.islice(self._endless(), comm.get_rank(), None, comm.get_world_size())
+
+    def _endless(self):
+        rng = np.random.default_rng(self.seed)
+        while True:
+            yield from rng.permutation(self.size).tolist()
 
 
 class _SourceWithTargetBatches:
@@ -169,5 +191,5 @@ class SourcePretrainTrainer(DefaultTrainer):
             return source
         target_items = load_train_items(cfg.DATASETS.TESTS)
         target_set = CommDataset(target_items, build_transforms(cfg, is_train=True), relabel=True)
-        target = build_reid_train_loader(cfg, train_set=target_set, sampler=TrainingSampler(len(target_set)))
+        target = build_reid_train_loader(cfg, train_set=target_set, sampler=EndlessShuffle(len(target_set)))
         return _SourceWithTargetBatches(source, target)
