@@ -112,7 +112,8 @@ def main():
 
     png = os.path.join(args.output, "pseudo_labels.png")
     subprocess.run([sys.executable, os.path.join(REPO, "tools", "plot_pseudo_labels.py"),
-                    abmt.run_dir, slr.run_dir, "--labels", "ABMT", "SLR", "-o", png], check=True)
+                    abmt.run_dir, slr.run_dir, "--labels", "ABMT", "SLR", "--source", source_dir, "-o", png],
+                   check=True)
 
 
 if __name__ == "__main__":

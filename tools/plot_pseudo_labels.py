@@ -31,7 +31,7 @@ def read_run(run_dir):
     return [pseudo[e] for e in sorted(pseudo)], [(e, evals[e]) for e in sorted(evals)]
 
 
-def plot(run_dirs, labels, output):
+def plot(run_dirs, labels, output, source_dir=None):
     fig, (ax_clusters, ax_quality, ax_map) = plt.subplots(1, 3, figsize=(15, 4.2))
     for run_dir, label in zip(run_dirs, labels):
         pseudo, evals = read_run(run_dir)
@@ -47,6 +47,9 @@ def plot(run_dirs, labels, output):
         if evals:
             ax_map.plot([e for e, _ in evals], [r.get("mAP", float("nan")) for _, r in evals], "o-",
                         color=line.get_color(), label=label)
+    if source_dir:  # stage 1's final_results.json: what adaptation has to beat
+        with open(os.path.join(source_dir, "final_results.json")) as f:
+            ax_map.axhline(json.load(f)["mAP"], color="gray", ls="--", label="source only")
     ax_clusters.set(title="clusters per epoch (gray: true identities)", xlabel="epoch")
     ax_quality.set(title="pseudo-labels vs true identities", xlabel="epoch", ylim=(0, 1))
     ax_map.set(title="target mAP (%)", xlabel="epoch")
@@ -62,10 +65,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="OUTPUT_DIRs of SLR runs")
     parser.add_argument("--labels", nargs="*", help="legend names (default: folder names)")
+    parser.add_argument("--source", help="stage 1's OUTPUT_DIR: its target mAP as a dashed line")
     parser.add_argument("-o", "--output", default="pseudo_labels.png")
     args = parser.parse_args()
     labels = args.labels or [os.path.basename(os.path.normpath(r)) for r in args.runs]
-    print(plot(args.runs, labels, args.output))
+    print(plot(args.runs, labels, args.output, args.source))
 
 
 if __name__ == "__main__":
