@@ -37,6 +37,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs CUDA and --run-slow"))
 
 
+def _seed_everything():
+    """fast-reid's samplers draw their seeds from numpy; augmentations use random and torch."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state, whichever tests ran before it."""
+    _seed_everything()
+
+
 @pytest.fixture(scope="session")
 def source_weights(tmp_path_factory):
     """Stage 1 on the tiny procedural source, once per session; stage-2 tests start from it."""
@@ -44,9 +57,5 @@ def source_weights(tmp_path_factory):
     from tiny import tiny_slr_cfg
 
     cfg = tiny_slr_cfg(tmp_path_factory.mktemp("unused"), tmp_path_factory.mktemp("source"))
-    # Seeded (fast-reid's samplers draw their seed from numpy), so that the tests' first
-    # clustering is the same on every run.
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
+    _seed_everything()  # so that the tests' first clustering is the same on every run
     return ensure_source_weights(cfg)

@@ -43,17 +43,20 @@ def test_paper_config_settings(path):
     PseudoLabeler.from_config(cfg)  # valid method names and ranges
 
 
-@pytest.mark.parametrize("path", PAPER_CONFIGS[:1] + [os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")],
-                         ids=os.path.basename)
-def test_readme_shrink_opts_apply(path):
+@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=os.path.basename)
+def test_readme_shrink_opts_give_a_cpu_model(path):
+    """The README's list turns every paper config into a model that runs on the CPU without
+    ImageNet files."""
+    import torch
+    from fastreid.modeling import build_model
+
     opts = _readme_shrink_opts()
     assert len(opts) % 2 == 0 and len(opts) >= 20
-    cfg = _load(path, opts)
-    for key, value in zip(opts[::2], opts[1::2]):
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
-        assert str(node).replace(" ", "") == value.replace(" ", ""), key
+    cfg = _load(path, opts)  # an unknown key in the list raises here
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        features = model({"images": torch.rand(2, 3, *cfg.INPUT.SIZE_TEST) * 255})
+    assert features.device.type == "cpu" and features.shape[0] == 2 and torch.isfinite(features).all()
 
 
 def _draws_after_setup(tmp_path, seed):

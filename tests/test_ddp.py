@@ -146,6 +146,7 @@ def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, 
     assert zero["num_classes"] == one["num_classes"]
     assert zero["refiner"] == one["refiner"] and zero["refiner"]["steps"] == 2
     assert zero["parameters"] == one["parameters"]  # DDP kept student and teacher weights in sync
+    assert zero["buffers"] == one["buffers"]  # every rank took rank 0's BN statistics at epoch end
 
     # Only rank 0 wrote; its checkpoint holds the labels every rank trained on.
     checkpoint = torch.load(output_dir / "model_final.pth", map_location="cpu", weights_only=True)

@@ -353,7 +353,6 @@ def test_sigkill_during_training_then_resume_completes(source_weights, tmp_path)
     assert not (tmp_path / "model_final.pth").exists()
     _assert_checkpoints_intact(tmp_path)
     saved = _tag_epoch(tmp_path)
-    assert saved >= 0
     text = _resume(opts, tmp_path)
     assert f"Starting training from epoch {saved + 1}" in text  # at most the current epoch was lost
     assert (tmp_path / "model_final.pth").is_file() and (tmp_path / "final_results.json").is_file()

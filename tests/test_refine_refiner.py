@@ -37,20 +37,19 @@ def test_first_epoch_passes_through():
 @pytest.mark.parametrize("alpha,normalize", [(0.5, "row"), (0.7, "col"), (0.3, "softmax")])
 def test_second_epoch_refines_with_the_projection(alpha, normalize):
     first, second = epoch_labels(2)
-    refiner = SLRRefiner(alpha=alpha, normalize=normalize)
+    refiner = SLRRefiner(alpha=alpha, normalize=normalize, min_cluster_size=5)
     refiner.step(first)
     result = refiner.step(second)
     expected_soft = brute_soft_labels(first, second, alpha, normalize)
     np.testing.assert_allclose(result.soft_labels.toarray(), expected_soft, rtol=1e-12, atol=1e-12)
     # (hardening the brute-force rows could break equal-distance ties differently: compare on ours)
-    np.testing.assert_array_equal(result.hard_labels, harden(result.soft_labels, min_cluster_size=7))
+    np.testing.assert_array_equal(result.hard_labels, harden(result.soft_labels, min_cluster_size=5))
     stats = result.stats
     assert stats["refined"] == 1.0
     assert stats["outliers_before"] == int((second < 0).sum())
     assert stats["outliers_after"] == int((result.hard_labels < 0).sum()) >= stats["outliers_before"]
     assert stats["kept_fraction"] == pytest.approx(1 - stats["outliers_after"] / second.size)
     assert 0.5 < stats["agreement_with_previous"] <= 1.0
-    assert all(stats[f"seconds_{k}"] >= 0 for k in ("projection", "soft_labels", "harden"))
 
 
 def _torch_round_trip(state):
@@ -109,10 +108,11 @@ def test_method_none_trains_on_soft_labels_with_current_hard_labels():
 @pytest.mark.parametrize("method", ["max", "dbscan"])
 def test_other_hardening_methods_run_through_the_refiner(method):
     first, second = epoch_labels(2)
-    refiner = SLRRefiner(harden_method=method, alpha=0.7)
+    refiner = SLRRefiner(harden_method=method, alpha=0.7, dbscan_eps=0.2, dbscan_min_samples=3)
     refiner.step(first)
     result = refiner.step(second)
-    np.testing.assert_array_equal(result.hard_labels, harden(result.soft_labels, method=method))
+    np.testing.assert_array_equal(result.hard_labels, harden(result.soft_labels, method=method, dbscan_eps=0.2,
+                                                             dbscan_min_samples=3))
 
 
 def test_bad_arguments_and_changed_sample_count_are_rejected():

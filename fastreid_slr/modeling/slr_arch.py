@@ -130,14 +130,15 @@ class SLR(nn.Module):
             return F.normalize(torch.cat([a.bn_features, b.bn_features], dim=1), dim=1)
         assert "targets" in batched_inputs, "identity labels are missing in training"
         targets = batched_inputs["targets"].to(self.device)
-        student = self.student(self.preprocess_image(batched_inputs))
+        images = self.preprocess_image(batched_inputs)
+        student = self.student(images)
         if self.mode == "pretrain":
             if self.pretrain_target_bn and "target_images" in batched_inputs:
                 with torch.no_grad():
                     self.student(self.preprocess_image(batched_inputs["target_images"]))
             return pretrain_losses(student, targets, ce_epsilon=self.ce_epsilon, tri_margin=self.pretrain_tri_margin)
         with torch.no_grad():
-            teacher = self.teacher(self.preprocess_image(batched_inputs))
+            teacher = self.teacher(images)
         soft = batched_inputs.get("targets_soft")
         return adapt_losses(student, teacher, targets, None if soft is None else soft.to(self.device),
                             ce_weight=self.ce_weight, soft_ce_weight=self.soft_ce_weight,

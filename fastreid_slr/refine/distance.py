@@ -21,15 +21,12 @@ Sparse convention (read this before consuming the result):
 
 ``to_dense_distance`` gives the dense equivalent (tests, small N).
 """
-import logging
 import warnings
 
 import faiss
 import numba
 import numpy as np
 import scipy.sparse as sp
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["normalize_features", "knn", "jaccard_distance", "to_dense_distance"]
 

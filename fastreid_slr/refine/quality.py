@@ -30,7 +30,6 @@ def label_quality(pred, truth) -> Dict[str, float]:
     _, truth = np.unique(np.asarray(truth), return_inverse=True)
     kept = pred >= 0
     contingency = sp.coo_matrix((np.ones(kept.sum()), (pred[kept], truth[kept]))).tocsr()
-    contingency.sum_duplicates()
     same_both = _pairs(contingency.data)
     same_pred = _pairs(np.bincount(pred[kept]))
     same_truth = _pairs(np.bincount(truth))

@@ -47,12 +47,11 @@ class SLRRefiner:
         normalize: projection normalisation of Eq. 2, one of ``NORMALIZATIONS``.
         harden_method: module (h): "hdbscan" (paper), "dbscan", "max", or "none" (train on the
             soft labels; hard labels are the current cluster labels).
-        min_cluster_size, min_samples: HDBSCAN hardening (hdbscan package convention).
+        min_cluster_size: HDBSCAN hardening (hdbscan package convention).
         dbscan_eps, dbscan_min_samples: DBSCAN hardening.
         enabled: False = the ABMT baseline: labels pass through untouched.
         prev_source: what becomes next epoch's previous labels: "cluster" (this epoch's DBSCAN
             labels, default) or "refined" (this epoch's hard labels).
-        plain_hdbscan: run the hdbscan package on every row instead of the exact fast path.
     """
 
     def __init__(
@@ -61,12 +60,10 @@ class SLRRefiner:
         normalize: str = "row",
         harden_method: str = "hdbscan",
         min_cluster_size: int = 7,
-        min_samples: Optional[int] = None,
         dbscan_eps: float = 0.3,
         dbscan_min_samples: int = 4,
         enabled: bool = True,
         prev_source: str = "cluster",
-        plain_hdbscan: bool = False,
     ):
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
@@ -80,12 +77,10 @@ class SLRRefiner:
         self.normalize = normalize
         self.harden_method = harden_method
         self.min_cluster_size = min_cluster_size
-        self.min_samples = min_samples
         self.dbscan_eps = dbscan_eps
         self.dbscan_min_samples = dbscan_min_samples
         self.enabled = enabled
         self.prev_source = prev_source
-        self.plain_hdbscan = plain_hdbscan
         self.prev_labels: Optional[np.ndarray] = None
         self.steps = 0
 
@@ -119,10 +114,8 @@ class SLRRefiner:
                     soft,
                     method=self.harden_method,
                     min_cluster_size=self.min_cluster_size,
-                    min_samples=self.min_samples,
                     dbscan_eps=self.dbscan_eps,
                     dbscan_min_samples=self.dbscan_min_samples,
-                    plain_hdbscan=self.plain_hdbscan,
                 )
                 seconds["harden"] = time.perf_counter() - start
 
