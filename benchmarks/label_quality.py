@@ -20,23 +20,19 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from fastreid_slr.refine import SLRRefiner, cluster_dbscan, jaccard_distance
+from fastreid_slr.refine.quality import label_quality
 from pseudo_labels import synthetic_features
 
 
-def _pairs(counts):
-    counts = np.asarray(counts, dtype=np.float64)
-    return float((counts * (counts - 1) / 2).sum())
-
-
 def label_scores(labels, truth):
+    """label_quality's pairwise precision / recall; ARI and NMI on the kept samples only."""
     kept = labels >= 0
-    _, joint = np.unique(np.stack([labels[kept], truth[kept]]), axis=1, return_counts=True)
-    together = _pairs(np.bincount(labels[kept]))
+    pairs = label_quality(labels, truth)
     return {
         "ari": adjusted_rand_score(truth[kept], labels[kept]),
         "nmi": normalized_mutual_info_score(truth[kept], labels[kept]),
-        "precision": _pairs(joint) / together if together else float("nan"),
-        "recall": _pairs(joint) / _pairs(np.bincount(truth)),
+        "precision": pairs["pair_precision"],
+        "recall": pairs["pair_recall"],
         "kept": kept.mean(),
         "clusters_per_id": (labels.max() + 1) / (truth.max() + 1),
     }
