@@ -83,16 +83,21 @@ def add_slr_config(cfg):
     _C.SLR.CLUSTER = CN()
     # Module (d) of Table 3: "dbscan" (paper) or "hdbscan" on the Jaccard distances.
     _C.SLR.CLUSTER.METHOD = "dbscan"
-    # k1 / k2 of the k-reciprocal Jaccard distance (SpCL and fast-reid: 30 / 6; ABMT: 20 / 6).
-    _C.SLR.CLUSTER.K1 = 30
+    # k1 / k2 of the k-reciprocal Jaccard distance (ABMT: 20 / 6; SpCL and fast-reid: 30 / 6).
+    _C.SLR.CLUSTER.K1 = 20
     _C.SLR.CLUSTER.K2 = 6
-    # DBSCAN radius on the Jaccard distance (fixed, as SpCL).
+    # > 0: DBSCAN eps recomputed every epoch as the mean of the smallest RHO fraction of the
+    # pairwise distances (ABMT: 2e-3). 0: the fixed EPS below (SpCL).
+    _C.SLR.CLUSTER.RHO = 0.002
+    # DBSCAN radius when RHO is 0 (SpCL: 0.6 on the Jaccard distance alone).
     _C.SLR.CLUSTER.EPS = 0.6
-    # > 0: per-epoch eps = mean of the smallest RHO fraction of distances (ABMT's rule, ρ=2e-3).
-    _C.SLR.CLUSTER.RHO = 0.0
+    # λ of ABMT's source term: distance = (1-λ)·Jaccard + λ·(d_s(i) + d_s(j)), d_s = distance of a
+    # target image to its nearest source training image (teacher features, one more feature pass
+    # over SLR.SOURCE.DATASETS each clustering epoch). 0: target-only Jaccard (SpCL).
+    _C.SLR.CLUSTER.SOURCE_WEIGHT = 0.1
     # DBSCAN min_samples (a point counts itself, sklearn convention).
     _C.SLR.CLUSTER.MIN_SAMPLES = 4
-    # Min cluster size when METHOD is "hdbscan".
+    # Min cluster size when METHOD is "hdbscan" (needs SOURCE_WEIGHT 0).
     _C.SLR.CLUSTER.MIN_CLUSTER_SIZE = 7
     # Use a faiss GPU index for the kNN when faiss-gpu and CUDA are present.
     _C.SLR.CLUSTER.USE_GPU = True
@@ -114,6 +119,10 @@ def add_slr_config(cfg):
     _C.SLR.REFINE.DBSCAN_MIN_SAMPLES = 4
     # Next epoch's "previous" labels: "cluster" (this epoch's DBSCAN labels) or "refined".
     _C.SLR.REFINE.PREV_SOURCE = "cluster"
+    # Eq. 3-4 for every sample (paper): an outlier of this epoch's clustering that had a cluster
+    # last epoch gets (1-α)·Pn[l_prev] and hardening may bring it back. False: such rows are zero
+    # (an ablation; "max" hardening then equals the clustering labels, Table 3).
+    _C.SLR.REFINE.PROJECT_OUTLIERS = True
 
     _C.SLR.SOURCE = CN()
     # Stage 1 (source pretraining) runs first when its weights are missing; stage 2 starts from them.
@@ -124,10 +133,13 @@ def add_slr_config(cfg):
     _C.SLR.SOURCE.WEIGHTS = ""
     # Output folder of stage 1; empty: "<OUTPUT_DIR>/../source-<datasets>".
     _C.SLR.SOURCE.OUTPUT_DIR = ""
-    # Stage 1 schedule (ABMT: Adam 3.5e-4, warm-up 10 epochs, ×0.1 at 40 and 70, 80 epochs).
+    # Stage 1 schedule (ABMT: Adam 3.5e-4, 80 epochs, linear warm-up over 10 epochs from 0.01×,
+    # ×SOLVER.GAMMA at each of STEPS, epochs counted from the start of training). A direct
+    # SLR.MODE "pretrain" run schedules by these keys too.
     _C.SLR.SOURCE.MAX_EPOCH = 80
     _C.SLR.SOURCE.STEPS = [40, 70]
     _C.SLR.SOURCE.WARMUP_EPOCHS = 10
+    _C.SLR.SOURCE.WARMUP_FACTOR = 0.01
     _C.SLR.SOURCE.BASE_LR = 0.00035
     _C.SLR.SOURCE.IMS_PER_BATCH = 64
 

@@ -40,6 +40,10 @@ def test_paper_config_settings(path):
     assert cfg.SOLVER.MAX_EPOCH == 50 and cfg.SOLVER.IMS_PER_BATCH == 16
     assert cfg.SLR.REFINE.HARDEN == "hdbscan" and cfg.SLR.REFINE.MIN_CLUSTER_SIZE == 7
     assert cfg.DATASETS.NAMES == cfg.DATASETS.TESTS and cfg.SLR.SOURCE.DATASETS != cfg.DATASETS.NAMES
+    # ABMT's recipe, which the paper's baseline numbers come from
+    assert (cfg.SLR.CLUSTER.K1, cfg.SLR.CLUSTER.K2, cfg.SLR.CLUSTER.RHO, cfg.SLR.CLUSTER.SOURCE_WEIGHT) == (20, 6, 0.002, 0.1)
+    assert cfg.DATALOADER.SAMPLER_TRAIN == "CrossCameraIdentitySampler" and cfg.SLR.REFINE.PROJECT_OUTLIERS
+    assert (cfg.SLR.SOURCE.STEPS, cfg.SLR.SOURCE.WARMUP_EPOCHS, cfg.SLR.SOURCE.WARMUP_FACTOR) == ([40, 70], 10, 0.01)
     PseudoLabeler.from_config(cfg)  # valid method names and ranges
 
 

@@ -4,7 +4,7 @@
   run killed mid-save resumes from the last complete checkpoint, and no truncated file is left;
 - an unreadable image names its file (compat ``image_errors_name_file``), without hanging;
 - a non-finite loss names the epoch and the iteration (compat ``nan_loss_names_epoch``);
-- a degenerate clustering stops the first epoch naming ``SLR.CLUSTER.EPS``, and a later one keeps
+- a degenerate clustering stops the first epoch naming ``SLR.CLUSTER.EPS`` / ``RHO``, and a later one keeps
   the previous epoch's labels with a warning.
 """
 import logging
@@ -176,12 +176,14 @@ def test_nan_loss_stops_naming_epoch_and_iteration(source_weights, tmp_path):
 
 
 # --------------------------------------------------------------------------- degenerate clustering
-def test_degenerate_first_clustering_names_eps(source_weights, tmp_path):
-    trainer = _trainer(tmp_path, source_weights, **{"SLR.CLUSTER.EPS": 0.0001})
+@pytest.mark.parametrize("opts,key", [({"SLR.CLUSTER.RHO": 0.0, "SLR.CLUSTER.EPS": 0.0001}, "SLR.CLUSTER.EPS"),
+                                      ({"SLR.CLUSTER.RHO": 0.0005}, "SLR.CLUSTER.RHO")])
+def test_degenerate_first_clustering_names_eps(source_weights, tmp_path, opts, key):
+    trainer = _trainer(tmp_path, source_weights, **opts)
     with pytest.raises(RuntimeError) as info:
         trainer.train()
     message = str(info.value)
-    assert "SLR.CLUSTER.EPS" in message and "epoch 0" in message, message
+    assert key in message and "epoch 0" in message, message
     assert trainer.iter == 0  # it stopped before any training step
 
 
@@ -198,8 +200,8 @@ def test_degenerate_later_clustering_keeps_previous_labels(source_weights, tmp_p
     calls = []
     real_call = PseudoLabeler.__call__
 
-    def second_call_all_outliers(self, features):
-        result = real_call(self, features)
+    def second_call_all_outliers(self, features, source_features=None):
+        result = real_call(self, features, source_features)
         calls.append(result.labels.copy())
         if len(calls) == 2:
             n = len(features)
@@ -230,7 +232,7 @@ def test_degenerate_later_clustering_keeps_previous_labels(source_weights, tmp_p
     assert np.array_equal(seen[1], seen[0])  # epoch 1 trained on epoch 0's labels
     assert np.array_equal(trainer.pseudo_label_hook.labels, calls[0])
     warnings = [m for m in records.messages if "previous epoch's pseudo-labels" in m]
-    assert len(warnings) == 1 and "epoch 1" in warnings[0] and "SLR.CLUSTER.EPS" in warnings[0], records.messages
+    assert len(warnings) == 1 and "epoch 1" in warnings[0] and "SLR.CLUSTER.RHO" in warnings[0], records.messages
 
 
 # --------------------------------------------------------------------------- kill and resume
@@ -294,7 +296,7 @@ def _tiny_opts(weights, output_dir, max_epoch=3):
             "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]", "INPUT.PADDING.SIZE", "2",
             "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
             "SOLVER.MAX_EPOCH", str(max_epoch), "TEST.EVAL_PERIOD", "1", "SOLVER.CHECKPOINT_PERIOD", "1",
-            "SLR.ITERS_PER_EPOCH", "2", "SLR.CLUSTER.K1", "10", "SLR.CLUSTER.K2", "3",
+            "SLR.ITERS_PER_EPOCH", "2", "SLR.CLUSTER.K1", "10", "SLR.CLUSTER.K2", "3", "SLR.CLUSTER.RHO", "0.03",
             "SLR.REFINE.MIN_CLUSTER_SIZE", "3", "SLR.SOURCE.WEIGHTS", weights, "OUTPUT_DIR", str(output_dir)]
 
 

@@ -54,6 +54,9 @@ def test_adaptation_relabels_resizes_and_evaluates(source_dir, tmp_path, monkeyp
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert [r["refined"] for r in records] == [0.0, 1.0, 1.0]  # SLR's projection ran from round 2
     assert all(-1 <= r["ari"] <= 1 and 0 <= r["pair_precision"] <= 1 for r in records)
+    # ABMT's clustering distance: per-epoch eps from RHO, and the source term, in every record
+    assert all(0 < r["eps"] < 0.9 and 0 < r["source_term_mean"] <= 1 for r in records)
+    assert len({r["eps"] for r in records}) == 3
     assert 0 <= results["mAP"] <= 100 and "Rank-1" in results  # fast-reid's ReidEvaluator
     assert "pseudo/ari" in trainer.storage.histories()
 

@@ -36,14 +36,15 @@ def brute_normalize(iou, normalize):
     return out
 
 
-def brute_soft_labels(prev, cur, alpha, normalize):
-    """Eq. 3-4 sample by sample."""
+def brute_soft_labels(prev, cur, alpha, normalize, project_outliers=True):
+    """Eq. 3-4 sample by sample; without ``project_outliers``, today's outliers get no label."""
     projection = brute_normalize(brute_iou(prev, cur), normalize)
     soft = np.zeros((prev.size, projection.shape[1]))
     for i in range(prev.size):
-        if cur[i] < 0:
+        if cur[i] < 0 and not project_outliers:
             continue
-        soft[i, cur[i]] += alpha
+        if cur[i] >= 0:
+            soft[i, cur[i]] += alpha
         if prev[i] >= 0:
             soft[i] += (1 - alpha) * projection[prev[i]]
     return soft
@@ -99,14 +100,29 @@ def test_row_normalisation_gives_distributions(name, prev, cur):
     assert np.all(np.isclose(sums, 1.0) | (sums == 0))
 
 
+@pytest.mark.parametrize("project_outliers", [True, False])
 @pytest.mark.parametrize("normalize", NORMALIZATIONS)
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 0.9, 1.0])
 @pytest.mark.parametrize("name,prev,cur", CASES, ids=[c[0] for c in CASES])
-def test_refined_soft_labels_match_eq_3_4(name, prev, cur, alpha, normalize):
-    soft = refine_soft_labels(prev, cur, alpha=alpha, normalize=normalize)
-    np.testing.assert_allclose(soft.toarray(), brute_soft_labels(prev, cur, alpha, normalize), rtol=1e-12, atol=1e-12)
+def test_refined_soft_labels_match_eq_3_4(name, prev, cur, alpha, normalize, project_outliers):
+    soft = refine_soft_labels(prev, cur, alpha=alpha, normalize=normalize, project_outliers=project_outliers)
+    expected = brute_soft_labels(prev, cur, alpha, normalize, project_outliers)
+    np.testing.assert_allclose(soft.toarray(), expected, rtol=1e-12, atol=1e-12)
     assert soft.shape[0] == prev.size
     assert np.all(soft.data != 0), "no stored zeros: hardening tells empty rows by their nnz"
+
+
+def test_outliers_now_carry_their_projected_previous_label_only_in_the_papers_mode():
+    prev = np.array([0, 0, 0, 1, 1, -1, 1])
+    cur = np.array([0, 0, -1, 1, -1, -1, -1])
+    paper = refine_soft_labels(prev, cur, alpha=0.5).toarray()
+    dropped = refine_soft_labels(prev, cur, alpha=0.5, project_outliers=False).toarray()
+    # sample 2: outlier now, previous cluster 0 maps onto current cluster 0 only
+    np.testing.assert_allclose(paper[2], [0.5, 0.0])
+    np.testing.assert_allclose(paper[4], paper[6])  # both from previous cluster 1
+    assert paper[4].sum() == pytest.approx(0.5) and paper[5].sum() == 0  # -1 in both epochs: zero
+    assert not dropped[[2, 4, 5, 6]].any()
+    np.testing.assert_allclose(paper[cur >= 0], dropped[cur >= 0])
 
 
 def test_mismatched_lengths_and_bad_labels_are_rejected():

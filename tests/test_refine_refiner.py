@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastreid_slr.refine import SLRRefiner, harden, relabel_contiguous
+from fastreid_slr.refine import SLRRefiner, harden, iou_projection, relabel_contiguous
 from test_refine_projection import brute_soft_labels
 
 
@@ -47,7 +47,8 @@ def test_second_epoch_refines_with_the_projection(alpha, normalize):
     stats = result.stats
     assert stats["refined"] == 1.0
     assert stats["outliers_before"] == int((second < 0).sum())
-    assert stats["outliers_after"] == int((result.hard_labels < 0).sum()) >= stats["outliers_before"]
+    assert stats["outliers_after"] == int((result.hard_labels < 0).sum())
+    assert stats["revived"] == int(((second < 0) & (result.hard_labels >= 0)).sum())
     assert stats["kept_fraction"] == pytest.approx(1 - stats["outliers_after"] / second.size)
     assert 0.5 < stats["agreement_with_previous"] <= 1.0
 
@@ -113,6 +114,25 @@ def test_other_hardening_methods_run_through_the_refiner(method):
     result = refiner.step(second)
     np.testing.assert_array_equal(result.hard_labels, harden(result.soft_labels, method=method, dbscan_eps=0.2,
                                                              dbscan_min_samples=3))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.8])
+def test_max_hardening_differs_from_the_clustering_exactly_on_revived_outliers(alpha):
+    """Table 3's "DBSCAN + MaxThresh": at α >= 0.5 the current cluster wins every argmax, so "max"
+    changes exactly the outliers of this epoch whose previous cluster overlaps a current one."""
+    first, second = (relabel_contiguous(labels) for labels in epoch_labels(2))
+    refiner = SLRRefiner(harden_method="max", alpha=alpha)
+    refiner.step(first)
+    hard = refiner.step(second).hard_labels
+    projection = iou_projection(first, second)
+    revivable = (second < 0) & (first >= 0) & projection[np.maximum(first, 0)].any(axis=1)
+    assert revivable.sum() > 10
+    np.testing.assert_array_equal(hard != second, revivable)
+    np.testing.assert_array_equal(hard[revivable], projection[first[revivable]].argmax(axis=1))
+
+    ablation = SLRRefiner(harden_method="max", alpha=alpha, project_outliers=False)
+    ablation.step(first)
+    np.testing.assert_array_equal(ablation.step(second).hard_labels, second)
 
 
 def test_bad_arguments_and_changed_sample_count_are_rejected():

@@ -82,6 +82,7 @@ def tiny_slr_cfg(output_dir, source_dir, **overrides):
     cfg.SLR.SOURCE.IMS_PER_BATCH = 16
     cfg.SLR.CLUSTER.K1 = 10
     cfg.SLR.CLUSTER.K2 = 3
+    cfg.SLR.CLUSTER.RHO = 0.03  # ~90 target images: ABMT's 0.2 % of the pairs would be 8 pairs
     cfg.SLR.REFINE.MIN_CLUSTER_SIZE = 3
     cfg.OUTPUT_DIR = str(output_dir)
     cfg.SLR.SOURCE.OUTPUT_DIR = str(source_dir)

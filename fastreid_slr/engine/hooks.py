@@ -36,14 +36,23 @@ def _broadcast_from_main(obj):
 
 
 class TeacherEMAHook(HookBase):
-    """After every optimiser step, move the teacher one EMA step towards the student.
+    """After every optimiser step, move the teacher one EMA step towards the student; under
+    ``SOLVER.AMP`` not after a step the grad scaler skipped (inf/NaN gradients: the student did not
+    move, and neither must the teacher or its EMA step count).
 
     Under DDP (``broadcast_buffers=False``) each rank's BN statistics follow its own batches; at
     each epoch's end, before evaluation and the next clustering, every rank takes rank 0's, so
     that all ranks extract features with the one model rank 0 checkpoints.
     """
 
+    def before_step(self):
+        scaler = getattr(self.trainer, "grad_scaler", None)
+        self._scale = scaler.get_scale() if scaler is not None else None
+
     def after_step(self):
+        scaler = getattr(self.trainer, "grad_scaler", None)
+        if scaler is not None and scaler.get_scale() < self._scale:
+            return  # the scaler found inf/NaN gradients, skipped the step and lowered its scale
         unwrap(self.trainer.model).update_teacher()
 
     def after_epoch(self):
@@ -90,10 +99,11 @@ class PseudoLabelHook(HookBase):
     def _relabel(self, epoch: int):
         trainer = self.trainer
         features = trainer.extract_target_features()
+        source = trainer.extract_source_features() if self.labeler.needs_source_features else None
         result = None
         if comm.is_main_process():
             state_before = self.labeler.state_dict()
-            result = self.labeler(features)
+            result = self.labeler(features, source)
             labels, soft_labels, stats = result.labels, result.soft_labels, result.stats
             if stats["clusters_after"] < self.min_clusters:
                 labels, stats = self._degenerate(epoch, stats)
@@ -117,12 +127,12 @@ class PseudoLabelHook(HookBase):
     def _degenerate(self, epoch: int, stats: dict):
         """Too few clusters: keep training on the last labels, or stop with advice."""
         merged = stats["outliers_before"] < self.num_items / 2
+        radius = ("SLR.CLUSTER.RHO" if self.labeler.rho > 0 else "SLR.CLUSTER.EPS") + f" (eps now {stats['eps']:.3f})"
         advice = (f"epoch {epoch}: clustering gave {stats['clusters_before']} clusters and "
                   f"{stats['clusters_after']} after refinement, fewer than the {self.min_clusters} a "
                   f"batch needs, with {stats['outliers_before']} outliers of {self.num_items}; "
-                  + (f"clusters merged: lower SLR.CLUSTER.EPS (now {stats['eps']:.3f})" if merged else
-                     f"raise SLR.CLUSTER.EPS (now {stats['eps']:.3f}) or lower SLR.CLUSTER.MIN_SAMPLES / "
-                     f"SLR.REFINE.MIN_CLUSTER_SIZE"))
+                  + (f"clusters merged: lower {radius}" if merged else
+                     f"raise {radius} or lower SLR.CLUSTER.MIN_SAMPLES / SLR.REFINE.MIN_CLUSTER_SIZE"))
         if self.labels is None:
             raise RuntimeError(f"No usable pseudo-labels at {advice}")
         logger.warning(f"Keeping the previous epoch's pseudo-labels: {advice}")

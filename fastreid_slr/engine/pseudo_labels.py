@@ -1,4 +1,4 @@
-"""Per-epoch pseudo-labels: features -> Jaccard distance -> clustering (module d) -> SLR (e-h)."""
+"""Per-epoch pseudo-labels: features -> Jaccard distance (+ source term) -> clustering (module d) -> SLR (e-h)."""
 import logging
 import time
 from dataclasses import dataclass
@@ -7,8 +7,9 @@ from typing import Dict, Optional
 import numpy as np
 import scipy.sparse as sp
 
-from ..refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, cluster_dbscan, cluster_hdbscan,
-                      eps_from_rho, jaccard_distance)
+from ..refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, add_source_term, cluster_dbscan,
+                      cluster_hdbscan, eps_from_rho, jaccard_distance, source_distances)
+from ..refine.distance import JACCARD_ABSENT
 from ..refine.refiner import PREV_SOURCES
 
 logger = logging.getLogger(__name__)
@@ -29,21 +30,30 @@ class PseudoLabels:
 class PseudoLabeler:
     """Clusters the target features and refines the clusters with the previous epoch's (SLR).
 
-    Holds the refiner, whose state (the previous labels) is what a resume must restore.
+    The clustering distance is ABMT's by default: the k-reciprocal Jaccard distance, plus a source
+    term of weight ``source_weight`` (each target image's distance to the nearest source image,
+    ``refine.source_term``), clustered by DBSCAN with eps recomputed every call from ``rho``; with
+    ``rho`` 0 the fixed ``eps`` (SpCL / fast-reid) applies. Holds the refiner, whose state (the
+    previous labels) is what a resume must restore.
     """
 
-    def __init__(self, *, refiner: SLRRefiner, method: str = "dbscan", k1: int = 30, k2: int = 6,
-                 eps: float = 0.6, rho: float = 0.0, min_samples: int = 4, min_cluster_size: int = 7,
-                 use_gpu: bool = False):
+    def __init__(self, *, refiner: SLRRefiner, method: str = "dbscan", k1: int = 20, k2: int = 6,
+                 eps: float = 0.6, rho: float = 2e-3, source_weight: float = 0.1, min_samples: int = 4,
+                 min_cluster_size: int = 7, use_gpu: bool = False):
         if method not in CLUSTER_METHODS:
             raise ValueError(f"SLR.CLUSTER.METHOD must be one of {CLUSTER_METHODS}, got {method!r}")
         if not (k1 >= 1 and 1 <= k2 <= k1):
             raise ValueError(f"SLR.CLUSTER.K1/K2 must satisfy 1 <= K2 <= K1, got {k1}/{k2}")
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"SLR.CLUSTER.RHO must lie in [0, 1), got {rho}")
+        if not 0.0 <= source_weight < 1.0:
+            raise ValueError(f"SLR.CLUSTER.SOURCE_WEIGHT (λ) must lie in [0, 1), got {source_weight}")
+        if method == "hdbscan" and source_weight > 0:
+            raise ValueError("SLR.CLUSTER.METHOD hdbscan clusters the Jaccard distance alone: set "
+                             "SLR.CLUSTER.SOURCE_WEIGHT 0 with it")
         self.refiner = refiner
         self.method, self.k1, self.k2 = method, k1, k2
-        self.eps, self.rho, self.min_samples = eps, rho, min_samples
+        self.eps, self.rho, self.source_weight, self.min_samples = eps, rho, source_weight, min_samples
         self.min_cluster_size, self.use_gpu = min_cluster_size, use_gpu
 
     @classmethod
@@ -61,31 +71,49 @@ class PseudoLabeler:
         refiner = SLRRefiner(alpha=refine.ALPHA, normalize=refine.NORMALIZE, harden_method=refine.HARDEN,
                              min_cluster_size=refine.MIN_CLUSTER_SIZE, dbscan_eps=refine.DBSCAN_EPS,
                              dbscan_min_samples=refine.DBSCAN_MIN_SAMPLES, enabled=refine.ENABLED,
-                             prev_source=refine.PREV_SOURCE)
+                             prev_source=refine.PREV_SOURCE, project_outliers=refine.PROJECT_OUTLIERS)
         cluster = cfg.SLR.CLUSTER
         return cls(refiner=refiner, method=cluster.METHOD, k1=cluster.K1, k2=cluster.K2, eps=cluster.EPS,
-                   rho=cluster.RHO, min_samples=cluster.MIN_SAMPLES,
+                   rho=cluster.RHO, source_weight=cluster.SOURCE_WEIGHT, min_samples=cluster.MIN_SAMPLES,
                    min_cluster_size=cluster.MIN_CLUSTER_SIZE, use_gpu=cluster.USE_GPU)
 
-    def __call__(self, features: np.ndarray) -> PseudoLabels:
+    @property
+    def needs_source_features(self) -> bool:
+        return self.source_weight > 0
+
+    def __call__(self, features: np.ndarray, source_features: Optional[np.ndarray] = None) -> PseudoLabels:
+        """This epoch's labels from the teacher features of the target train set (and, with a source
+        term, of the source train set)."""
         start = time.perf_counter()
         dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=self.use_gpu)
         seconds_jaccard = time.perf_counter() - start
 
         start = time.perf_counter()
-        eps = eps_from_rho(dist, self.rho) if self.rho > 0 else self.eps
+        absent, source_stats = JACCARD_ABSENT, {}
+        if self.needs_source_features:
+            if source_features is None:
+                raise ValueError("the clustering distance has a source term: pass the source features")
+            source_term, scale = source_distances(features, source_features, use_gpu=self.use_gpu)
+            dist, absent = add_source_term(dist, source_term, self.source_weight)
+            source_stats = {"source_term_mean": float(source_term.mean()), "source_term_scale": scale}
+        seconds_source = time.perf_counter() - start
+
+        start = time.perf_counter()
         if self.method == "dbscan":
-            clusters = cluster_dbscan(dist, eps, self.min_samples)
+            eps = eps_from_rho(dist, self.rho, absent) if self.rho > 0 else self.eps
+            clusters = cluster_dbscan(dist, eps, self.min_samples, absent)
         else:
+            eps = float("nan")
             clusters = cluster_hdbscan(dist, self.min_cluster_size)
         seconds_cluster = time.perf_counter() - start
 
         result = self.refiner.step(clusters)
-        stats = dict(result.stats, eps=eps, seconds_jaccard=seconds_jaccard, seconds_cluster=seconds_cluster)
-        logger.info("Pseudo-labels: {clusters_before} clusters ({outliers_before} outliers) -> "
-                    "{clusters_after} after refinement ({outliers_after} outliers); "
-                    "jaccard {seconds_jaccard:.1f}s, clustering {seconds_cluster:.1f}s, "
-                    "harden {seconds_harden:.1f}s".format(**stats))
+        stats = dict(result.stats, **source_stats, eps=eps, seconds_jaccard=seconds_jaccard,
+                     seconds_source=seconds_source, seconds_cluster=seconds_cluster)
+        logger.info("Pseudo-labels: eps {eps:.3f}, {clusters_before} clusters ({outliers_before} outliers) -> "
+                    "{clusters_after} after refinement ({outliers_after} outliers, {revived} revived); "
+                    "jaccard {seconds_jaccard:.1f}s, source term {seconds_source:.1f}s, "
+                    "clustering {seconds_cluster:.1f}s, harden {seconds_harden:.1f}s".format(**stats))
         # Soft labels are the supervision only when module (h) is "none"; otherwise the hard labels
         # (possibly re-partitioned by hardening) are, and the soft rows no longer match them.
         train_on_soft = self.refiner.harden_method == "none"

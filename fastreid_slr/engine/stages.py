@@ -14,7 +14,7 @@ from ..compat import atomic_write
 from ..data.paths import datasets_root
 from .hooks import numeric_results
 from .pseudo_labels import PseudoLabeler
-from .trainer import SourcePretrainTrainer, load_train_items
+from .trainer import SourcePretrainTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,11 @@ def check_adaptation_config(cfg) -> None:
     if not weights and not cfg.SLR.SOURCE.DATASETS and not os.path.isfile(source_weights(cfg)):
         raise ValueError("Stage 2 needs source-pretrained weights: set SLR.SOURCE.WEIGHTS, or "
                          "SLR.SOURCE.DATASETS to pretrain on them first")
+    if cfg.SLR.CLUSTER.SOURCE_WEIGHT > 0 and not cfg.SLR.SOURCE.DATASETS:
+        raise ValueError("SLR.CLUSTER.SOURCE_WEIGHT > 0 (ABMT's source term) needs the source images: set "
+                         "SLR.SOURCE.DATASETS, or SLR.CLUSTER.SOURCE_WEIGHT 0 for a target-only distance")
     names = set(cfg.DATASETS.NAMES) | set(cfg.DATASETS.TESTS)
-    if not os.path.isfile(source_weights(cfg)):
+    if not os.path.isfile(source_weights(cfg)) or cfg.SLR.CLUSTER.SOURCE_WEIGHT > 0:
         names |= set(cfg.SLR.SOURCE.DATASETS)
     for name in sorted(names):
         if name not in DATASET_REGISTRY._obj_map:
@@ -67,15 +70,12 @@ def source_stage_config(cfg):
     stage.MODEL.WEIGHTS = ""
     stage.MODEL.HEADS.NUM_CLASSES = 0  # the source's identities
     stage.SOLVER.MAX_EPOCH = source.MAX_EPOCH
-    stage.SOLVER.STEPS = list(source.STEPS)
-    stage.SOLVER.SCHED = "MultiStepLR"
+    stage.SOLVER.STEPS = list(source.STEPS)  # (for the log: SourcePretrainTrainer schedules by SLR.SOURCE)
     stage.SOLVER.BASE_LR = source.BASE_LR
     stage.SOLVER.IMS_PER_BATCH = source.IMS_PER_BATCH
-    iters_per_epoch = max(1, len(load_train_items(source.DATASETS)) // source.IMS_PER_BATCH)
-    stage.SOLVER.WARMUP_ITERS = source.WARMUP_EPOCHS * iters_per_epoch
+    stage.SOLVER.WARMUP_ITERS = 0  # the warm-up is SourcePretrainTrainer's, in epochs (ABMT)
     stage.SOLVER.CHECKPOINT_PERIOD = 1  # a killed stage 1 resumes, losing at most an epoch
     stage.TEST.EVAL_PERIOD = source.MAX_EPOCH
-    stage.DATALOADER.SAMPLER_TRAIN = "NaiveIdentitySampler"
     stage.INPUT.REA.ENABLED = False  # ABMT pretrains without random erasing
     stage.OUTPUT_DIR = source_output_dir(cfg)
     stage.freeze()

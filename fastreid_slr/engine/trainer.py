@@ -5,9 +5,12 @@ keeps it. Adaptation swaps it every epoch: the pseudo-label hook calls ``set_tra
 builds a new loader over the kept samples, and resets the optimiser in place (a fresh Adam, as
 ABMT) so every object holding it (LR scheduler hook, checkpointer) stays valid.
 """
+import functools
 import itertools
 import logging
 import os
+from bisect import bisect_right
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,6 +23,7 @@ from fastreid.utils import comm
 
 from ..compat import distributed_data_parallel
 from ..data.paths import datasets_root
+from ..data.samplers import CrossCameraIdentitySampler
 from .features import build_feature_loader, extract_features
 from .hooks import PseudoLabelHook, TeacherEMAHook, unwrap
 from .pseudo_labels import PseudoLabeler
@@ -27,12 +31,22 @@ from .pseudo_labels import PseudoLabeler
 logger = logging.getLogger(__name__)
 
 
-def load_train_items(dataset_names):
+def load_train_items(dataset_names, **kwargs):
     """Train items ``(path, "<name>_<pid>", "<name>_<camid>")`` of the named datasets."""
     items = []
     for name in dataset_names:
-        items.extend(DATASET_REGISTRY.get(name)(root=datasets_root()).train)
+        items.extend(DATASET_REGISTRY.get(name)(root=datasets_root(), **kwargs).train)
     return items
+
+
+def build_identity_loader(cfg, train_set):
+    """fast-reid's train loader over ``train_set``; ``DATALOADER.SAMPLER_TRAIN`` names one of
+    fast-reid's samplers or ours, ``CrossCameraIdentitySampler`` (ABMT's cross-camera PK batches)."""
+    sampler = None
+    if cfg.DATALOADER.SAMPLER_TRAIN == CrossCameraIdentitySampler.__name__:
+        sampler = CrossCameraIdentitySampler(train_set.img_items, cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size(),
+                                             cfg.DATALOADER.NUM_INSTANCE)
+    return build_reid_train_loader(cfg, train_set=train_set, sampler=sampler)
 
 
 class PseudoLabelledDataset(CommDataset):
@@ -111,6 +125,15 @@ class SLRTrainer(DefaultTrainer):
         return extract_features(unwrap(self.model), loader, len(self.target_items),
                                 description="teacher features of the target train set")
 
+    def extract_source_features(self) -> np.ndarray:
+        """Teacher features of the source train set (ABMT's source term; one more feature pass)."""
+        if not hasattr(self, "source_items"):
+            self.source_items = load_train_items(self.cfg.SLR.SOURCE.DATASETS)
+        loader = build_feature_loader(self.source_items, build_transforms(self.cfg, is_train=False),
+                                      self.cfg.TEST.IMS_PER_BATCH, self.cfg.DATALOADER.NUM_WORKERS)
+        return extract_features(unwrap(self.model), loader, len(self.source_items),
+                                description="teacher features of the source train set")
+
     def train_labels_missing(self) -> bool:
         return isinstance(self._trainer.data_loader, _AwaitingPseudoLabels)
 
@@ -125,7 +148,7 @@ class SLRTrainer(DefaultTrainer):
         self._trainer.data_loader.shutdown()
         dataset = PseudoLabelledDataset(self.target_items, labels, build_transforms(self.cfg, is_train=True),
                                         soft_labels)
-        loader = build_reid_train_loader(self.cfg, train_set=dataset)
+        loader = build_identity_loader(self.cfg, dataset)
         self._trainer.data_loader = loader
         self._trainer._data_loader_iter = iter(loader)
         self._reset_optimizer(model)
@@ -180,16 +203,44 @@ class _SourceWithTargetBatches:
         self.target_loader.shutdown()
 
 
+def source_lr_factor(epoch: int, *, steps: Sequence[int], gamma: float, warmup_epochs: int,
+                     warmup_factor: float) -> float:
+    """Stage 1's learning-rate factor for ``epoch`` (ABMT): linear warm-up from ``warmup_factor``
+    over ``warmup_epochs``, times ``gamma`` for every step in ``steps`` (epochs from the start of
+    training) already reached."""
+    warm = 1.0
+    if epoch < warmup_epochs:
+        progress = epoch / warmup_epochs
+        warm = warmup_factor * (1 - progress) + progress
+    return warm * gamma ** bisect_right(steps, epoch)
+
+
 class SourcePretrainTrainer(DefaultTrainer):
     """Stage 1: supervised training on the labelled source (``DATASETS.NAMES``), optionally with
-    target batches for BN adaptation (``SLR.PRETRAIN.TARGET_BN``, targets from ``DATASETS.TESTS``)."""
+    target batches for BN adaptation (``SLR.PRETRAIN.TARGET_BN``, targets from ``DATASETS.TESTS``),
+    on ABMT's schedule (``SLR.SOURCE.STEPS`` / ``WARMUP_EPOCHS`` / ``WARMUP_FACTOR``)."""
 
     @classmethod
     def build_train_loader(cls, cfg):
-        source = super().build_train_loader(cfg)
+        source_set = CommDataset(load_train_items(cfg.DATASETS.NAMES, combineall=cfg.DATASETS.COMBINEALL),
+                                 build_transforms(cfg, is_train=True), relabel=True)
+        source = build_identity_loader(cfg, source_set)
         if not cfg.SLR.PRETRAIN.TARGET_BN:
             return source
         target_items = load_train_items(cfg.DATASETS.TESTS)
         target_set = CommDataset(target_items, build_transforms(cfg, is_train=True), relabel=True)
         target = build_reid_train_loader(cfg, train_set=target_set, sampler=EndlessShuffle(len(target_set)))
         return _SourceWithTargetBatches(source, target)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer, iters_per_epoch):
+        """One step per epoch from epoch 0: fast-reid's own schedule steps its MultiStepLR only
+        after its warm-up, so milestones counted from the start of training came late (with a
+        10-epoch warm-up, ×0.1 at 50 instead of 40, and 70 never)."""
+        source = cfg.SLR.SOURCE
+        if list(source.STEPS) != sorted(source.STEPS) or not 0 < source.WARMUP_FACTOR <= 1:
+            raise ValueError(f"SLR.SOURCE.STEPS must ascend and SLR.SOURCE.WARMUP_FACTOR lie in (0, 1], got "
+                             f"{list(source.STEPS)} and {source.WARMUP_FACTOR}")
+        factor = functools.partial(source_lr_factor, steps=tuple(source.STEPS), gamma=cfg.SOLVER.GAMMA,
+                                   warmup_epochs=source.WARMUP_EPOCHS, warmup_factor=source.WARMUP_FACTOR)
+        return {"lr_sched": torch.optim.lr_scheduler.LambdaLR(optimizer, factor)}

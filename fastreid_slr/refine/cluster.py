@@ -1,35 +1,85 @@
 """Clustering of the sparse Jaccard distances (module (d)): DBSCAN, and HDBSCAN for the ablation.
 
 Both read the sparse convention of ``distance.py``: a stored entry is a distance (explicit zeros
-included), an absent pair is at distance 1. Neither densifies.
+included); an absent pair is at the distance ``AbsentPairs`` gives (1 for the Jaccard distance
+alone). Neither densifies.
 """
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
+from .distance import JACCARD_ABSENT, AbsentPairs
 from .hierarchy import hdbscan_labels_from_spanning_tree
 
 __all__ = ["eps_from_rho", "cluster_dbscan", "cluster_hdbscan"]
 
-ABSENT_DISTANCE = 1.0
+ABSENT_DISTANCE = JACCARD_ABSENT.base
 
 
-def eps_from_rho(dist: sp.csr_matrix, rho: float = 2e-3) -> float:
+def eps_from_rho(dist: sp.csr_matrix, rho: float = 2e-3, absent: AbsentPairs = JACCARD_ABSENT) -> float:
     """ABMT's per-epoch eps: the mean of the smallest ``rho`` fraction of pairwise distances.
 
     The population is ABMT's: the strict upper triangle of the dense matrix without its exact
-    zeros. Absent pairs are 1s and belong to it, so they fill the tail when the stored distances
-    run out.
+    zeros; absent pairs belong to it at their ``absent`` distance. When the smallest distances are
+    all stored ones (the usual case: they lie below ``absent.floor``) this is a partial sort of the
+    stored values; otherwise the absent pairs are counted in closed form (``_mean_of_smallest``).
     """
     n = dist.shape[0]
     upper = sp.triu(dist, k=1, format="coo")
-    stored = upper.data[upper.data != 0]
-    population = n * (n - 1) // 2 - int(np.count_nonzero(upper.data == 0))
+    nonzero = upper.data != 0
+    stored = upper.data[nonzero].astype(np.float64)
+    population = n * (n - 1) // 2 - int(np.count_nonzero(~nonzero))
     count = int(np.round(rho * population))
     if count < 1:
         raise ValueError(f"rho={rho} selects no distance out of {population}")
-    smallest = np.partition(stored, count - 1)[:count] if count <= stored.size else stored
-    return float((smallest.sum(dtype=np.float64) + ABSENT_DISTANCE * (count - smallest.size)) / count)
+    if count <= stored.size:
+        smallest = np.partition(stored, count - 1)[:count]
+        if smallest.max() <= absent.floor:
+            return float(smallest.sum() / count)
+    elif absent.offset is None:  # every absent pair is at absent.base, above every stored one
+        return float((stored.sum() + absent.base * (count - stored.size)) / count)
+    return _mean_of_smallest(stored, (upper.row, upper.col), count, absent, n)
+
+
+def _mean_of_smallest(stored: np.ndarray, stored_pairs, count: int, absent: AbsentPairs, n: int) -> float:
+    """Mean of the ``count`` smallest of the stored values and every absent pair's distance.
+
+    Absent pairs are all pairs less the stored ones (``stored_pairs``, zeros included); how many of
+    them lie below a threshold, and their sum, come from the sorted offsets and prefix sums, so a
+    bisection on the threshold finds the count-th smallest distance without listing N² pairs.
+    """
+    offset = np.zeros(n) if absent.offset is None else absent.offset.astype(np.float64)
+    order = np.sort(offset)
+    prefix = np.concatenate([[0.0], np.cumsum(order)])
+    stored_offsets = offset[stored_pairs[0]] + offset[stored_pairs[1]]
+
+    def below(threshold):
+        """(count, sum) of the population's distances <= threshold."""
+        in_stored = stored <= threshold
+        limit = threshold - absent.base
+        # pairs p < q of the sorted offsets with order[p] + order[q] <= limit
+        last = np.searchsorted(order, limit - order, side="right")
+        partners = np.maximum(last - np.arange(1, n + 1), 0)
+        ends = np.maximum(last, np.arange(1, n + 1))
+        pair_sum = (partners * order + prefix[ends] - prefix[np.arange(1, n + 1)]).sum()
+        stored_too = stored_offsets <= limit  # stored pairs are not absent: take them back out
+        absent_count = partners.sum() - np.count_nonzero(stored_too)
+        absent_sum = pair_sum - stored_offsets[stored_too].sum() + absent.base * absent_count
+        return np.count_nonzero(in_stored) + absent_count, stored[in_stored].sum() + absent_sum
+
+    low = 0.0
+    high = max(stored.max(initial=0.0), absent.base + 2 * order[-1])
+    while True:
+        middle = (low + high) / 2
+        if not low < middle < high:
+            break
+        if below(middle)[0] >= count:
+            high = middle
+        else:
+            low = middle
+    # every distance in (low, high] equals the count-th smallest up to float resolution
+    count_low, sum_low = below(low)
+    return float((sum_low + (count - count_low) * high) / count)
 
 
 def _neighbour_graph(dist: sp.csr_matrix, eps: float) -> sp.csr_matrix:
@@ -42,21 +92,27 @@ def _neighbour_graph(dist: sp.csr_matrix, eps: float) -> sp.csr_matrix:
     return graph
 
 
-def cluster_dbscan(dist: sp.csr_matrix, eps: float, min_samples: int = 4) -> np.ndarray:
+def cluster_dbscan(dist: sp.csr_matrix, eps: float, min_samples: int = 4,
+                   absent: AbsentPairs = JACCARD_ABSENT) -> np.ndarray:
     """DBSCAN labels (-1 noise) equal to sklearn's ``DBSCAN(eps, min_samples, metric='precomputed')``
-    on the dense equivalent of ``dist``.
+    on the dense equivalent of ``dist`` (absent pairs at their ``absent`` distance).
 
     sklearn numbers clusters in order of their lowest-index core sample and gives a border sample
     to the first cluster that reaches it, i.e. the lowest-numbered cluster among its core
-    neighbours. Here: core = at least min_samples neighbours (itself included, via its stored
-    zero diagonal) within eps; clusters = connected components of core samples. ``dist`` must be
-    symmetric (as ``jaccard_distance``'s result is; sklearn's docs require it too).
+    neighbours. Here: core = at least min_samples neighbours (itself included when its stored
+    diagonal is within eps) within eps; clusters = connected components of core samples. ``dist``
+    must be symmetric (as ``jaccard_distance``'s result is; sklearn's docs require it too).
+    Only stored pairs can be neighbours, so eps must stay below ``absent.floor``.
     """
     n = dist.shape[0]
     if n == 0:
         return np.empty(0, dtype=np.int64)
-    if np.asarray(ABSENT_DISTANCE, dtype=dist.dtype) <= eps:  # every pair is a neighbour
-        return np.full(n, 0 if n >= min_samples else -1, dtype=np.int64)
+    if np.asarray(absent.floor, dtype=dist.dtype) <= eps:
+        if absent.offset is None:  # every pair is a neighbour
+            return np.full(n, 0 if n >= min_samples else -1, dtype=np.int64)
+        raise ValueError(f"DBSCAN eps {eps:.4f} reaches pairs outside each other's k-reciprocal sets "
+                         f"(their distance is at least {absent.floor:.4f}), which the sparse distance "
+                         f"does not store: lower SLR.CLUSTER.EPS (or RHO), or SLR.CLUSTER.SOURCE_WEIGHT")
 
     graph = _neighbour_graph(dist, eps)
     if (graph != graph.T).nnz:
@@ -104,6 +160,7 @@ def cluster_hdbscan(dist: sp.csr_matrix, min_cluster_size: int = 7, min_samples:
     forest of the stored pairs joined by weight-1 edges, since every absent pair has mutual
     reachability exactly 1; the hdbscan package then condenses it and selects clusters (EOM).
     Equal weights can be tied differently from the package's own Prim's, as in any two MSTs.
+    Absent pairs must all be at distance 1 (no source term): see ``AbsentPairs``.
     """
     dist = sp.csr_matrix(dist)
     n = dist.shape[0]

@@ -19,16 +19,43 @@ Sparse convention (read this before consuming the result):
   avoid scipy arithmetic (``dist + dist.T``, ``dist * 2``...) that silently drops zeros;
 - the matrix is exactly symmetric, with sorted column indices in every row.
 
-``to_dense_distance`` gives the dense equivalent (tests, small N).
+``to_dense_distance`` gives the dense equivalent (tests, small N). Adding ABMT's source term
+(``source_term.add_source_term``) keeps the stored pattern and makes an absent pair's distance
+depend on its two samples; ``AbsentPairs`` says what an absent pair is worth in either case.
 """
+import dataclasses
 import warnings
+from typing import Optional
 
 import faiss
 import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["normalize_features", "knn", "jaccard_distance", "to_dense_distance"]
+__all__ = ["AbsentPairs", "normalize_features", "knn", "jaccard_distance", "to_dense_distance"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AbsentPairs:
+    """The distance of a pair a sparse distance matrix does not store: ``base + offset[i] + offset[j]``.
+
+    The k-reciprocal Jaccard distance alone: ``base`` 1, no offset. With ABMT's source term of
+    weight λ: ``base`` 1-λ and ``offset`` λ·d_s, so an absent pair is never nearer than ``floor``.
+    """
+
+    base: float = 1.0
+    offset: Optional[np.ndarray] = None
+
+    @property
+    def floor(self) -> float:
+        """The smallest distance any absent pair can have."""
+        if self.offset is None or self.offset.size < 2:
+            return float(self.base)
+        smallest = np.partition(self.offset, 1)[:2]
+        return float(self.base + smallest[0] + smallest[1])
+
+
+JACCARD_ABSENT = AbsentPairs()
 
 
 def normalize_features(features: np.ndarray) -> np.ndarray:
@@ -298,9 +325,12 @@ def jaccard_distance(
     return sp.csr_matrix((values, indices, indptr), shape=(n, n))
 
 
-def to_dense_distance(dist: sp.csr_matrix) -> np.ndarray:
-    """Dense equivalent of a sparse distance in this module's convention (absent = 1)."""
+def to_dense_distance(dist: sp.csr_matrix, absent: AbsentPairs = JACCARD_ABSENT) -> np.ndarray:
+    """Dense equivalent of a sparse distance in this module's convention (tests, small N)."""
     coo = dist.tocoo()
-    dense = np.ones(dist.shape, dtype=dist.dtype)
+    dense = np.full(dist.shape, absent.base, dtype=dist.dtype)
+    if absent.offset is not None:
+        offset = absent.offset.astype(dist.dtype)
+        dense += offset[:, None] + offset[None, :]
     dense[coo.row, coo.col] = coo.data
     return dense

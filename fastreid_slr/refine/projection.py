@@ -81,11 +81,15 @@ def iou_projection(prev_labels, cur_labels, normalize: str = "row") -> np.ndarra
     return sparse_projection(prev_labels, cur_labels, normalize).toarray()
 
 
-def project_soft_labels(prev_labels, cur_labels, projection: sp.csr_matrix, alpha: float = 0.5) -> sp.csr_matrix:
+def project_soft_labels(prev_labels, cur_labels, projection: sp.csr_matrix, alpha: float = 0.5,
+                        project_outliers: bool = True) -> sp.csr_matrix:
     """Refined soft labels y (N, Kc), Eq. 3-4: ``y_i = α·onehot(cur_i) + (1-α)·Pn[prev_i, :]``.
 
-    The projected part is zero where prev_i = -1 (nothing to project); the whole row is zero where
-    cur_i = -1 (an outlier now has no label to refine, and hardening must never see it).
+    The one-hot part is zero where cur_i = -1 and the projected part is zero where prev_i = -1.
+    ``project_outliers`` (the paper: every sample's previous label is projected) gives a sample
+    that is an outlier now but had a cluster before the row ``(1-α)·Pn[prev_i]``, so hardening can
+    bring it back; False zeroes every row with cur_i = -1 (an ablation: hardening can then only
+    split or drop). A row that is -1 in both epochs is always zero: hardening never sees it.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -97,7 +101,7 @@ def project_soft_labels(prev_labels, cur_labels, projection: sp.csr_matrix, alph
 
     labelled = np.flatnonzero(cur >= 0)
     current = sp.csr_matrix((np.full(labelled.size, alpha), (labelled, cur[labelled])), shape=(n, n_cur))
-    projected_rows = np.flatnonzero((cur >= 0) & (prev >= 0))
+    projected_rows = np.flatnonzero((prev >= 0) & ((cur >= 0) | project_outliers))
     pick_previous = sp.csr_matrix(
         (np.ones(projected_rows.size), (projected_rows, prev[projected_rows])), shape=(n, n_prev)
     )
@@ -107,6 +111,8 @@ def project_soft_labels(prev_labels, cur_labels, projection: sp.csr_matrix, alph
     return soft
 
 
-def refine_soft_labels(prev_labels, cur_labels, alpha: float = 0.5, normalize: str = "row") -> sp.csr_matrix:
+def refine_soft_labels(prev_labels, cur_labels, alpha: float = 0.5, normalize: str = "row",
+                       project_outliers: bool = True) -> sp.csr_matrix:
     """Eq. 1-4 in one call: ``project_soft_labels`` with ``sparse_projection(prev, cur, normalize)``."""
-    return project_soft_labels(prev_labels, cur_labels, sparse_projection(prev_labels, cur_labels, normalize), alpha)
+    return project_soft_labels(prev_labels, cur_labels, sparse_projection(prev_labels, cur_labels, normalize),
+                               alpha, project_outliers)

@@ -52,6 +52,9 @@ class SLRRefiner:
         enabled: False = the ABMT baseline: labels pass through untouched.
         prev_source: what becomes next epoch's previous labels: "cluster" (this epoch's DBSCAN
             labels, default) or "refined" (this epoch's hard labels).
+        project_outliers: Eq. 3-4 for every sample, as the paper (default): a sample that is an
+            outlier now but had a cluster last epoch gets ``(1-α)·Pn[prev]`` and hardening may
+            bring it back; False zeroes those rows (ablation).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class SLRRefiner:
         dbscan_min_samples: int = 4,
         enabled: bool = True,
         prev_source: str = "cluster",
+        project_outliers: bool = True,
     ):
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
@@ -81,6 +85,7 @@ class SLRRefiner:
         self.dbscan_min_samples = dbscan_min_samples
         self.enabled = enabled
         self.prev_source = prev_source
+        self.project_outliers = project_outliers
         self.prev_labels: Optional[np.ndarray] = None
         self.steps = 0
 
@@ -88,7 +93,8 @@ class SLRRefiner:
         """Refine this epoch's cluster labels (-1 = outlier) and remember what the next epoch needs.
 
         stats: clusters_before/after, outliers_before/after, kept_fraction (non -1 after /
-        N), seconds_projection / seconds_soft_labels / seconds_harden, agreement_with_previous
+        N), revived (outliers of this epoch's clustering that hardening brought back),
+        seconds_projection / seconds_soft_labels / seconds_harden, agreement_with_previous
         (ARI of this epoch's cluster labels vs the previous labels, on samples clustered in both;
         NaN on the first step), hard_vs_current (ARI of the hard vs this epoch's cluster labels, on
         samples clustered in both: how much hardening re-partitioned), refined (1.0 if SLR ran).
@@ -106,7 +112,7 @@ class SLRRefiner:
             projection = sparse_projection(prev, cur, self.normalize)
             seconds["projection"] = time.perf_counter() - start
             start = time.perf_counter()
-            soft = project_soft_labels(prev, cur, projection, self.alpha)
+            soft = project_soft_labels(prev, cur, projection, self.alpha, self.project_outliers)
             seconds["soft_labels"] = time.perf_counter() - start
             if self.harden_method != "none":
                 start = time.perf_counter()
@@ -125,6 +131,7 @@ class SLRRefiner:
             "outliers_before": int((cur < 0).sum()),
             "outliers_after": int((hard < 0).sum()),
             "kept_fraction": float((hard >= 0).mean()) if hard.size else 0.0,
+            "revived": int(((cur < 0) & (hard >= 0)).sum()),
             "agreement_with_previous": _ari_on_shared(cur, prev) if prev is not None else float("nan"),
             "hard_vs_current": _ari_on_shared(hard, cur),
             "refined": float(refine),
