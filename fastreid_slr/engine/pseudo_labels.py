@@ -7,6 +7,7 @@ from typing import Dict, Optional
 import numpy as np
 import scipy.sparse as sp
 
+from ..faiss_install import faiss_gpu_device
 from ..refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, cluster_dbscan, cluster_hdbscan,
                       eps_from_rho, jaccard_distance)
 from ..refine.refiner import PREV_SOURCES
@@ -65,11 +66,13 @@ class PseudoLabeler:
         cluster = cfg.SLR.CLUSTER
         return cls(refiner=refiner, method=cluster.METHOD, k1=cluster.K1, k2=cluster.K2, eps=cluster.EPS,
                    rho=cluster.RHO, min_samples=cluster.MIN_SAMPLES,
-                   min_cluster_size=cluster.MIN_CLUSTER_SIZE, use_gpu=cluster.USE_GPU)
+                   min_cluster_size=cluster.MIN_CLUSTER_SIZE,
+                   use_gpu=cluster.USE_GPU and cfg.MODEL.DEVICE.startswith("cuda"))
 
     def __call__(self, features: np.ndarray) -> PseudoLabels:
         start = time.perf_counter()
-        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=self.use_gpu)
+        gpu = faiss_gpu_device() if self.use_gpu else None  # this rank's device, torch's cache released
+        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=gpu is not None, gpu_device=gpu or 0)
         seconds_jaccard = time.perf_counter() - start
 
         start = time.perf_counter()
