@@ -239,6 +239,16 @@ def test_ema_follows_replaced_classifiers_and_loaded_steps(model, tmp_path):
     torch.testing.assert_close(model.teacher.heads[0].classifier.weight, before * 2 / 3 + student / 3)
 
 
+def test_zero_ce_weights_leave_the_heads_without_gradient_and_the_model_says_so(model):
+    assert not model.leaves_parameters_unused
+    model.ce_weight = model.soft_ce_weight = 0.0  # λ1 = λ2 = 0 (Table 5): only the soft triplet
+    assert model.leaves_parameters_unused
+    sum(model(make_batch()).values()).backward()
+    without = {n for n, p in model.student.named_parameters() if p.requires_grad and p.grad is None}
+    heads = {f"heads.{i}.{layer}.weight" for i in (0, 1) for layer in ("bnneck", "classifier")}
+    assert without == heads  # what DDP must be told to look for
+
+
 def test_ema_refuses_networks_that_differ():
     with pytest.raises(ValueError, match="weight: teacher \\(3, 2\\) vs student \\(2, 2\\)"):
         TeacherEMA(torch.nn.Linear(2, 3), torch.nn.Linear(2, 2))
