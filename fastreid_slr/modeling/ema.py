@@ -40,8 +40,8 @@ class TeacherEMA:
     @torch.no_grad()
     def update(self, momentum: float):
         teacher, student = self.averaged
-        torch._foreach_mul_(teacher, momentum)
-        torch._foreach_add_(teacher, student, alpha=1.0 - momentum)
+        # teacher + (1 - m) * (student - teacher): one pass over memory instead of mul_ then add_
+        torch._foreach_lerp_(teacher, student, 1.0 - momentum)
         if self.copied[0]:
             torch._foreach_copy_(*self.copied)
 
