@@ -26,7 +26,9 @@ Writes ``<output>/gpu_check.json``, prints one table; exits 1 when a part failed
 still run; each failure is in the JSON).
 """
 import argparse
+import contextlib
 import copy
+import gc
 import hashlib
 import json
 import logging
@@ -38,6 +40,7 @@ import traceback
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tabulate import tabulate
 
 import fastreid_slr  # noqa: F401  (compat patches and registrations)
@@ -163,6 +166,24 @@ def train_steps(model, optimizer, batch, steps, device):
     return seconds
 
 
+@contextlib.contextmanager
+def seeded_cudnn():
+    """cuDNN as tools/train_net.py sets it for SEED >= 0: deterministic algorithms, no autotuning."""
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
+
+
+def median_step_s(trainer):
+    """Median seconds per iteration from fast-reid's IterationTimer (None within its warm-up)."""
+    if "time" not in trainer.storage.histories():
+        return None
+    return float(np.median([value for value, _ in trainer.storage.history("time").values()]))
+
+
 def baseline_cfg(cfg, num_classes):
     """fast-reid's Baseline (BNNeck, CE + triplet) with the SLR config's backbone depth, input and batch."""
     base = cfg.clone()
@@ -193,7 +214,7 @@ class Check:
         self.full, self.output, self.ddp_mode = full, output, ddp
         self.opts = check_opts(full, output)
         self.cfg = build_cfg(self.opts)
-        self.device = torch.device(self.cfg.MODEL.DEVICE if full else "cpu")
+        self.device = torch.device(self.cfg.MODEL.DEVICE)
         self.steps = FULL_STEPS if full else TINY_STEPS
         self.report = {"machine": self.machine(), "parts": {}}
         self.source_weights = None
@@ -251,11 +272,10 @@ class Check:
             stage2_s = time.perf_counter() - start
         with open(os.path.join(stage2.OUTPUT_DIR, "slr_epochs.jsonl")) as f:
             epochs = [json.loads(line) for line in f if '"clusters_after"' in line]
-        step_s = self.trainer.storage.history("time").values() if "time" in self.trainer.storage.histories() else []
         return {"stage1_s": stage1_s, "stage2_s": stage2_s, "stage2_epochs": len(epochs),
-                "clusters_per_epoch": [e["clusters_after"] for e in epochs],
-                "target_mAP": float(results["mAP"]), "stage2_s_per_iter": float(np.median([v for v, _ in step_s]))
-                if step_s else None, "peak_gpu_memory_gb": _max(memory1.peak_gb, memory2.peak_gb)}
+                "clusters_per_epoch": [e["clusters_after"] for e in epochs], "target_mAP": float(results["mAP"]),
+                "stage2_s_per_iter": median_step_s(self.trainer),
+                "peak_gpu_memory_gb": _max(memory1.peak_gb, memory2.peak_gb)}
 
     # ------------------------------------------------------------------ step time: SLR vs Baseline
     def step_time(self) -> dict:
@@ -272,14 +292,10 @@ class Check:
                 train_steps(model, optimizer, batch, warm_up, self.device)
                 result[f"{name}_s_per_iter"] = float(np.median(train_steps(model, optimizer, batch, timed, self.device)))
                 if name == "slr":  # the cost of SEED's cuDNN settings, on the same model
-                    benchmark, deterministic = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
-                    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-                    try:
+                    with seeded_cudnn():
                         train_steps(model, optimizer, batch, warm_up, self.device)
                         result["slr_seeded_s_per_iter"] = float(np.median(
                             train_steps(model, optimizer, batch, timed, self.device)))
-                    finally:
-                        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, deterministic
                 del model, optimizer
         result["slr_over_baseline"] = result["slr_s_per_iter"] / result["baseline_s_per_iter"]
         result["seeded_over_default"] = result["slr_seeded_s_per_iter"] / result["slr_s_per_iter"]
@@ -317,6 +333,8 @@ class Check:
 
     # ------------------------------------------------------------------ pseudo-labels: GPU kNN vs CPU kNN
     def pseudo_labels(self) -> dict:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # the benchmark's faiss GPU index allocates outside torch
         out = os.path.join(self.output, "pseudo_labels.json")
         command = [sys.executable, os.path.join(REPO, "benchmarks", "pseudo_labels.py"),
                    *(FULL_PSEUDO if self.full else TINY_PSEUDO), "--gpu-knn", "on", "--skip-reference",
@@ -351,10 +369,9 @@ class Check:
             trainer.resume_or_load(resume=False)
             results = trainer.train()
         losses = [v for v, _ in trainer.storage.history("total_loss").values()]
-        steps = [v for v, _ in trainer.storage.history("time").values()] if "time" in trainer.storage.histories() else []
         scaler = trainer._trainer.grad_scaler
         return {"iterations": len(losses), "losses_finite": bool(np.isfinite(losses).all()),
-                "s_per_iter": float(np.median(steps)) if steps else None, "target_mAP": float(results["mAP"]),
+                "s_per_iter": median_step_s(trainer), "target_mAP": float(results["mAP"]),
                 "grad_scale": float(scaler.get_scale()) if scaler.is_enabled() else None,
                 "peak_gpu_memory_gb": memory.peak_gb, "ok": bool(losses) and bool(np.isfinite(losses).all())}
 
@@ -366,9 +383,7 @@ class Check:
         torch.manual_seed(0)
         initial = build_model(cfg).train()
         digests = []
-        benchmark, deterministic = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-        try:
+        with seeded_cudnn():
             for _ in range(2):
                 torch.manual_seed(1)
                 model = copy.deepcopy(initial)
@@ -376,14 +391,16 @@ class Check:
                 for step in range(self.steps["repeat"]):
                     train_steps(model, optimizer, synthetic_batch(cfg, self.device, seed=step), 1, self.device)
                 digests.append(digest(model))
-        finally:
-            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, deterministic
         return {"steps": self.steps["repeat"], "identical": digests[0] == digests[1]}
 
     # ------------------------------------------------------------------ DDP through --num-gpus 2
     def ddp(self) -> dict:
         if self.source_weights is None:
             raise RuntimeError("needs the pipeline part's source weights")
+        self.trainer = None  # the last part: hand this process's GPU memory to the ranks
+        if self.device.type == "cuda":
+            gc.collect()
+            torch.cuda.empty_cache()
         folder = os.path.join(self.output, "ddp")
         per_rank = 2 * self.cfg.DATALOADER.NUM_INSTANCE  # the least a rank's PK batch takes (tiny mode's 8 is less)
         opts = dict(self.opts, **{"SLR.SOURCE.WEIGHTS": self.source_weights, "OUTPUT_DIR": folder,
@@ -399,8 +416,10 @@ class Check:
             with open(os.path.join(folder, f"rank{rank}.json")) as f:
                 ranks.append(json.load(f))
         same = ranks[0]["labels"] == ranks[1]["labels"] and ranks[0]["epochs"] == ranks[1]["epochs"]
-        return {"backends": [r["backend"] for r in ranks], "devices": [r["device"] for r in ranks],
-                "epochs": len(ranks[0]["epochs"]), "labels_identical": same, "ok": same}
+        backends = [r["backend"] for r in ranks]
+        expected = "nccl" if self.device.type == "cuda" else "gloo"
+        return {"backends": backends, "devices": [r["device"] for r in ranks], "epochs": len(ranks[0]["epochs"]),
+                "labels_identical": same, "ok": same and backends == [expected, expected]}
 
     def ddp_wanted(self) -> tuple:
         if self.ddp_mode == "off":
@@ -428,8 +447,6 @@ class _RankRecord(HookBase):
         self.epochs.append(hashlib.sha256(np.asarray(labels).tobytes()).hexdigest())
 
     def after_train(self):
-        import torch.distributed as dist
-
         record = {"rank": comm.get_rank(), "backend": dist.get_backend(), "device": str(unwrap(self.trainer.model).device),
                   "labels": self.trainer.pseudo_label_hook.labels.tolist(), "epochs": self.epochs}
         with open(os.path.join(self.trainer.cfg.OUTPUT_DIR, f"rank{comm.get_rank()}.json"), "w") as f:
@@ -524,6 +541,7 @@ def main():
 
     check = Check(full, args.output, args.ddp)
     set_default_spec(ProceduralSpec.from_config(check.cfg))
+    torch.backends.cudnn.benchmark = check.cfg.CUDNN_BENCHMARK  # as fast-reid's default_setup does
     print(f"[gpu-check] {check.report['machine']['model']} ({'CUDA' if full else 'tiny CPU mode'})", flush=True)
     check.run("pipeline", check.pipeline)
     check.run("step_time", check.step_time)
