@@ -29,10 +29,12 @@ import argparse
 import contextlib
 import copy
 import gc
+import glob
 import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -60,6 +62,7 @@ from fastreid_slr.engine.hooks import unwrap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "SLR", "d2m.yml")
+RUNS = ("source", "slr", "amp", "ddp")  # the training folders under --output, renewed on every check
 RANK_RUN = "--rank-run"  # first argument of the DDP child: fast-reid's command line follows
 NO_GPU_NOTE = ("No CUDA device: this is the tiny CPU mode (dual ResNet-18, 32x16, a few iterations). Nothing in "
                "this report was measured on a GPU.")
@@ -264,6 +267,7 @@ class Check:
         stage2.MODEL.WEIGHTS = self.source_weights
         stage2.freeze()
         os.makedirs(stage2.OUTPUT_DIR, exist_ok=True)
+        seed_all_rng(0)  # again, as tools/train_net.py does for SEED >= 0
         with GpuMemory(self.device) as memory2:
             start = time.perf_counter()
             self.trainer = SLRTrainer(stage2)
@@ -530,6 +534,8 @@ def main():
     full = args.mode == "full" or (args.mode == "auto" and torch.cuda.is_available())
     if full and not torch.cuda.is_available():
         parser.error("--mode full needs CUDA")
+    for run in RUNS:  # a previous check's records would be appended to
+        shutil.rmtree(os.path.join(args.output, run), ignore_errors=True)
     os.makedirs(args.output, exist_ok=True)
     log = logging.FileHandler(os.path.join(args.output, "gpu_check.log"))
     log.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
@@ -561,10 +567,8 @@ def main():
     with open(os.path.join(args.output, "gpu_check.json"), "w") as f:
         json.dump(report, f, indent=1)
     if not args.keep:
-        for run in ("source", "slr", "amp", "ddp"):
-            for name in os.listdir(os.path.join(args.output, run)) if os.path.isdir(os.path.join(args.output, run)) else []:
-                if name.endswith(".pth"):
-                    os.remove(os.path.join(args.output, run, name))
+        for checkpoint in glob.glob(os.path.join(glob.escape(args.output), "*", "*.pth")):
+            os.remove(checkpoint)
     machine = report["machine"]
     print(f"\ngpu-check: {machine['model']}; GPUs: {', '.join(machine['gpus']) or 'none'}; faiss: {machine['faiss']}")
     print(table(report))
