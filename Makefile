@@ -5,9 +5,12 @@ PYTHON ?= python3
 export FASTREID_DATASETS ?= $(CURDIR)/datasets
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.setup-done
+# Exactly one faiss (setup.py's extras): the GPU build where an NVIDIA driver answers, the CPU
+# build elsewhere. `make setup FAISS=cpu` overrides.
+FAISS  ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP  := $(VENV)/.setup-done-$(FAISS)
 
-.PHONY: setup demo test test-all
+.PHONY: setup demo test test-all gpu-check
 setup: $(STAMP)
 
 $(STAMP): setup.py Makefile
@@ -16,8 +19,13 @@ $(STAMP): setup.py Makefile
 	# fastreid's metadata pins torch 1.13 (no wheels for Python 3.11): install it without deps;
 	# setup.py declares what it really needs.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps fastreid==1.4.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	# Every faiss build goes first, the chosen one too: they write the same files, so removing one
+	# after the other was installed would break the survivor.
+	$(PY) -m pip uninstall --quiet --yes faiss-cpu faiss-gpu faiss-gpu-cu11 faiss-gpu-cu12 2>/dev/null || true
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,$(FAISS)]'
+	$(PY) -c "import fastreid_slr; print('faiss:', fastreid_slr.faiss_build())"
 	$(PY) tools/build_rank_cylib.py
+	rm -f $(VENV)/.setup-done-*
 	touch $(STAMP)
 
 demo: setup
@@ -26,6 +34,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# The GPU acceptance check (tools/gpu_check.py): the paper's model on CUDA, a tiny CPU mode
+# without one. One JSON and one table in output/gpu-check.
+gpu-check: setup
+	mkdir -p "$(FASTREID_DATASETS)"
+	$(PY) tools/gpu_check.py --output output/gpu-check
 
 # Slow and GPU-only tests too (skipped by default).
 test-all: setup

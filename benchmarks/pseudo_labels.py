@@ -1,32 +1,43 @@
 """One epoch's pseudo-label step at Market scale: ours against fast-reid's dense reference.
 
-    python benchmarks/pseudo_labels.py                       # N=12,936, D=2,048 (Market-1501 train)
+    python benchmarks/pseudo_labels.py                       # N=12,936 (Market-1501 train), D=4,096
     python benchmarks/pseudo_labels.py --n 100000 --dim 256  # no dense reference (40 GB a matrix)
 
-Synthetic teacher features (identities in families of look-alikes, camera offsets, per-identity
-noise, ambiguous images) for two consecutive epochs. Each measured step runs in its own process,
-so one step's peak RSS (the kernel's VmHWM high-water mark) cannot leak into another's; our processes
-import ``fastreid_slr.refine`` without the package's ``__init__`` (which loads torch and fast-reid,
+D=4,096 is what the teacher gives: two 2,048-d branches, concatenated. Synthetic teacher features
+(identities in families of look-alikes, camera offsets, per-identity noise, ambiguous images) for
+two consecutive epochs. Each measured step runs in its own process, so one step's peak RSS (the
+kernel's VmHWM high-water mark) cannot leak into another's; our processes import
+``fastreid_slr.refine`` without the package's ``__init__`` (which loads torch and fast-reid,
 ~0.9 GB) because the framework-free module is what is measured. Numba kernels are compiled (or
-loaded from cache) on a tiny input before the clock starts. Timings are wall-clock on whatever the
-machine gives; ours and the reference run in the same invocation, so compare them with each other.
+loaded from cache), and a GPU index's CUDA context made, on a tiny input before the clock starts.
 
-Last line: ``speedup_vs_reference=<x> labels_identical=<bool> refine_share=<f> peak_rss_gb=<GB>``.
+Fair timing: every process, ours and the reference, gets the same ``--threads`` (OpenMP, BLAS,
+numba, torch and faiss alike; default: all cores), and each timed step runs ``--repeats`` times
+(default 3) in fresh processes; tables report the median. With CUDA (faiss-gpu) our step also
+runs with the kNN on the GPU, in the same table. Timings are wall-clock on whatever the machine
+gives: a busy machine flatters whichever side suffers less from it, so compare on a quiet one.
+
+Last line: ``speedup_vs_reference=<x> labels_identical=<bool> gpu_labels_identical=<bool>
+refine_share=<f> peak_rss_gb=<GB>``; ``--json PATH`` writes every number.
 """
 import argparse
 import importlib
 import json
+import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import types
+import warnings
 
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DENSE_REFERENCE_MAX_N = 20000  # fast-reid holds three dense N×N float32 matrices
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def _unit_rows(rng, n, dim):
@@ -81,6 +92,13 @@ def _import_refine():
     return importlib.import_module("fastreid_slr.refine")
 
 
+def _faiss_threads():
+    """faiss's OpenMP pool, sized like every other pool of this process (``OMP_NUM_THREADS``)."""
+    import faiss
+
+    faiss.omp_set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def _proc_status_gb(field):
     """VmHWM (peak) or VmRSS (now) of this process. Not ru_maxrss: Linux carries that high-water
     mark over from the parent through fork and exec, so every child would report the parent's."""
@@ -99,25 +117,37 @@ def _rss_now_gb():
     return _proc_status_gb("VmRSS")
 
 
-def child_ours_cluster(work, tag, eps):
+def child_ours_cluster(work, tag, eps, use_gpu=False):
+    """Our kNN alone, then Jaccard (its kNN included) and DBSCAN; the kNN on GPU 0 with use_gpu."""
     import scipy.sparse as sp
 
     refine = _import_refine()
+    _faiss_threads()
+    name = "ours_gpu" if use_gpu else "ours"
     features = np.load(work / f"features_{tag}.npy")
-    refine.cluster_dbscan(refine.jaccard_distance(np.random.default_rng(0).normal(size=(64, 8))), eps)  # JIT warm-up
+    warm_up = np.random.default_rng(0).normal(size=(64, 8))
+    refine.cluster_dbscan(refine.jaccard_distance(warm_up, use_gpu=use_gpu), eps)  # JIT, CUDA context
     baseline = _rss_now_gb()
-    start = time.perf_counter()
-    dist = refine.jaccard_distance(features, k1=30, k2=6)
-    jaccard_s = time.perf_counter() - start
+    with warnings.catch_warnings(record=True) as fallbacks:
+        warnings.simplefilter("always", RuntimeWarning)
+        start = time.perf_counter()
+        refine.knn(refine.normalize_features(features), 30, use_gpu=use_gpu)
+        knn_s = time.perf_counter() - start
+        start = time.perf_counter()
+        dist = refine.jaccard_distance(features, k1=30, k2=6, use_gpu=use_gpu)
+        jaccard_s = time.perf_counter() - start
     start = time.perf_counter()
     labels = refine.cluster_dbscan(dist, eps, min_samples=4)
     dbscan_s = time.perf_counter() - start
     peak = _peak_rss_gb()
-    np.save(work / f"labels_ours_{tag}.npy", labels)
-    sp.save_npz(work / f"jaccard_ours_{tag}.npz", dist, compressed=False)
-    return {"jaccard_s": jaccard_s, "dbscan_s": dbscan_s, "peak_rss_gb": peak, "rss_over_inputs_gb": peak - baseline,
-            "nnz_per_row": dist.nnz / dist.shape[0], "clusters": int(labels.max()) + 1,
-            "outliers": int((labels < 0).sum())}
+    np.save(work / f"labels_{name}_{tag}.npy", labels)
+    if not use_gpu:
+        sp.save_npz(work / f"jaccard_ours_{tag}.npz", dist, compressed=False)
+    fallback = [str(w.message) for w in fallbacks if "searching on the CPU" in str(w.message)]
+    knn_device = ("CPU (GPU fallback: " + fallback[0] + ")" if fallback else "GPU 0") if use_gpu else "CPU"
+    return {"knn_s": knn_s, "jaccard_s": jaccard_s, "dbscan_s": dbscan_s, "peak_rss_gb": peak,
+            "rss_over_inputs_gb": peak - baseline, "nnz_per_row": dist.nnz / dist.shape[0],
+            "clusters": int(labels.max()) + 1, "outliers": int((labels < 0).sum()), "knn_device": knn_device}
 
 
 def child_reference_cluster(work, tag, eps):
@@ -126,7 +156,8 @@ def child_reference_cluster(work, tag, eps):
     from fastreid.utils.compute_dist import compute_jaccard_distance
     from sklearn.cluster import DBSCAN
 
-    torch.set_num_threads(2)
+    _faiss_threads()
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     features = torch.nn.functional.normalize(torch.from_numpy(np.load(work / f"features_{tag}.npy")), dim=1)
     baseline = _rss_now_gb()
     start = time.perf_counter()
@@ -187,26 +218,66 @@ CHILDREN = {"ours_cluster": child_ours_cluster, "reference_cluster": child_refer
             "ours_refine": child_ours_refine, "plain_hdbscan": child_plain_hdbscan}
 
 
-def run_child(name, work, **kwargs):
-    """Run one step in a fresh interpreter; its last stdout line is the JSON result."""
+def run_child(name, work, threads, **kwargs):
+    """Run one step in a fresh interpreter with ``threads`` threads in every pool; its last stdout
+    line is the JSON result."""
     command = [sys.executable, __file__, "--child", name, "--work", str(work), "--child-args", json.dumps(kwargs)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ, **{variable: str(threads) for variable in THREAD_VARIABLES})
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"step {name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run_median(name, work, threads, repeats, **kwargs):
+    """``run_child`` ``repeats`` times: the median of each timing (``*_s``), the rest from the last run."""
+    runs = [run_child(name, work, threads, **kwargs) for _ in range(repeats)]
+    timings = {key: statistics.median(run[key] for run in runs) for key in runs[-1] if key.endswith("_s")}
+    return {**runs[-1], **timings, "runs": len(runs)}
+
+
+def gpu_visible() -> bool:
+    """faiss has GPU indexes and sees a GPU (what our kNN's ``use_gpu`` needs)."""
+    import faiss
+
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
 # ---------------------------------------------------------------------------------- the report
+
+def _cell(result, key, digits=2):
+    return f"{result[key]:.{digits}f}" if result else "-"
+
+
+def print_table(ours, gpu, reference):
+    print("\n| step (median s) | ours, CPU kNN | ours, GPU kNN | fast-reid reference | reference / ours CPU |")
+    print("|---|---|---|---|---|")
+    rows = [("exact kNN (faiss flat, k=30)", "knn_s"), ("k-reciprocal Jaccard, kNN included", "jaccard_s"),
+            ("DBSCAN", "dbscan_s"), ("Jaccard + DBSCAN", "total_s")]
+    for title, key in rows:
+        ratio = f"{reference[key] / ours[key]:.1f}x" if reference and key in reference else "-"
+        ref = _cell(reference, key) if reference and key in reference else "-"
+        print(f"| {title} | {_cell(ours, key)} | {_cell(gpu, key)} | {ref} | {ratio} |")
+    if gpu:
+        print(f"GPU row: kNN on {gpu['knn_device']}")
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=12936)
-    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--dim", type=int, default=4096, help="feature size (the teacher's: 2 x 2048)")
     parser.add_argument("--ids", type=int, default=None, help="identities (default n / 17.2, Market's ratio)")
     parser.add_argument("--eps", type=float, default=0.6)
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every process, both sides")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each timed step; the median is reported")
+    parser.add_argument("--gpu-knn", choices=("auto", "on", "off"), default="auto",
+                        help="also time our step with the kNN on the GPU (auto: when faiss sees one; on: even "
+                             "without, to exercise the CPU fallback)")
     parser.add_argument("--skip-plain-hdbscan", action="store_true", help="skip the ~200 s plain HDBSCAN calls")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--skip-refine", action="store_true", help="time the clustering only")
+    parser.add_argument("--json", type=pathlib.Path, help="also write every number here")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=pathlib.Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-args", default="{}", help=argparse.SUPPRESS)
@@ -219,8 +290,13 @@ def main():
 
     n_ids = args.ids or max(2, round(args.n / 17.2))
     run_reference = not args.skip_reference and args.n <= DENSE_REFERENCE_MAX_N
+    run_gpu = args.gpu_knn == "on" or (args.gpu_knn == "auto" and gpu_visible())
+    run_refine = not args.skip_refine
+    run_plain = run_refine and not args.skip_plain_hdbscan
     dense_gb = 3 * 4 * args.n**2 / 2**30
-    print(f"N={args.n} D={args.dim} identities={n_ids} eps={args.eps} alpha={args.alpha} k1=30 k2=6 min_samples=4")
+    threads, repeats = args.threads, args.repeats
+    print(f"N={args.n} D={args.dim} identities={n_ids} eps={args.eps} alpha={args.alpha} k1=30 k2=6 min_samples=4; "
+          f"{threads} thread(s) per process on both sides, median of {repeats} run(s)")
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         truth = {}
@@ -228,33 +304,37 @@ def main():
             features, truth[tag] = synthetic_features(args.n, args.dim, n_ids, epoch)
             np.save(work / f"features_{tag}.npy", features)
         del features
-        run_child("ours_cluster", work, tag="prev", eps=args.eps)
-        ours = run_child("ours_cluster", work, tag="cur", eps=args.eps)
-        reference = run_child("reference_cluster", work, tag="cur", eps=args.eps) if run_reference else None
-        refined = run_child("ours_refine", work, alpha=args.alpha)
-        plain = None if args.skip_plain_hdbscan else run_child("plain_hdbscan", work, seed=0)
+        if run_refine:
+            run_child("ours_cluster", work, threads, tag="prev", eps=args.eps)
+        ours = run_median("ours_cluster", work, threads, repeats, tag="cur", eps=args.eps)
+        gpu = run_median("ours_cluster", work, threads, repeats, tag="cur", eps=args.eps, use_gpu=True) if run_gpu else None
+        reference = run_median("reference_cluster", work, threads, repeats, tag="cur", eps=args.eps) if run_reference else None
+        refined = run_median("ours_refine", work, threads, repeats, alpha=args.alpha) if run_refine else None
+        plain = run_child("plain_hdbscan", work, threads, seed=0) if run_plain else None
 
-        labels = {name: np.load(work / f"labels_{name}.npy") for name in ("ours_cur", "fast_hdbscan")}
+        labels = {"ours_cur": np.load(work / "labels_ours_cur.npy")}
+        if gpu:
+            labels["gpu_cur"] = np.load(work / "labels_ours_gpu_cur.npy")
+        if refined:
+            labels["fast_hdbscan"] = np.load(work / "labels_fast_hdbscan.npy")
         if reference:
             labels["reference_cur"] = np.load(work / "labels_reference_cur.npy")
         if plain:
             labels["plain"] = np.load(work / "labels_plain_hdbscan.npy")
             labels["plain_permuted"] = np.load(work / "labels_plain_hdbscan_permuted.npy")
 
-    ours_total = ours["jaccard_s"] + ours["dbscan_s"]
-    rows = [("k-reciprocal Jaccard", "jaccard_s"), ("DBSCAN", "dbscan_s")]
-    print("\n| step | ours s | reference s | ratio |")
-    print("|---|---|---|---|")
-    for title, key in rows:
-        ref_s = f"{reference[key]:.2f}" if reference else "skipped"
-        ratio = f"{reference[key] / ours[key]:.1f}x" if reference else "-"
-        print(f"| {title} | {ours[key]:.2f} | {ref_s} | {ratio} |")
-    speedup = (reference["jaccard_s"] + reference["dbscan_s"]) / ours_total if reference else None
-    print(f"| Jaccard + DBSCAN | {ours_total:.2f} | "
-          f"{reference['jaccard_s'] + reference['dbscan_s']:.2f} | {speedup:.1f}x |" if reference else
-          f"| Jaccard + DBSCAN | {ours_total:.2f} | skipped | - |")
+    for result in (ours, gpu, reference):
+        if result:
+            result["total_s"] = result["jaccard_s"] + result["dbscan_s"]
+    print_table(ours, gpu, reference)
+    speedup = reference["total_s"] / ours["total_s"] if reference else None
     print(f"\npeak RSS, ours (Jaccard + DBSCAN process): {ours['peak_rss_gb']:.2f} GB "
           f"(+{ours['rss_over_inputs_gb']:.2f} GB over interpreter + features); sparse nnz/row {ours['nnz_per_row']:.0f}")
+    identical = gpu_identical = None
+    if gpu:
+        gpu_identical = bool(np.array_equal(labels["ours_cur"], labels["gpu_cur"]))
+        print(f"DBSCAN labels, GPU kNN vs CPU kNN identical: {gpu_identical} (ARI "
+              f"{adjusted_rand_score(labels['ours_cur'], labels['gpu_cur']):.4f})")
     if reference:
         print(f"peak RSS, reference (fast-reid + dense sklearn, with torch): {reference['peak_rss_gb']:.2f} GB "
               f"(+{reference['rss_over_inputs_gb']:.2f} GB over interpreter + features)")
@@ -263,23 +343,26 @@ def main():
         print(f"DBSCAN labels identical: {identical} (ours {ours['clusters']} clusters / {ours['outliers']} outliers, "
               f"reference {reference['clusters']} / {reference['outliers']}; ARI "
               f"{adjusted_rand_score(labels['ours_cur'], labels['reference_cur']):.4f})")
-    else:
-        identical = None
+    elif args.n > DENSE_REFERENCE_MAX_N:
         print(f"reference: skipped (three dense N×N float32 matrices = {dense_gb:.0f} GB)")
+    else:
+        print("reference: skipped (--skip-reference)")
     clustered = labels["ours_cur"] >= 0
     print(f"DBSCAN vs truth: ARI {adjusted_rand_score(truth['cur'][clustered], labels['ours_cur'][clustered]):.3f} "
           f"on clustered samples, {truth['cur'].max() + 1} identities")
 
-    refine_s = refined["seconds_projection"] + refined["seconds_soft_labels"] + refined["seconds_harden"]
-    share = refine_s / ours_total
-    print(f"\n| SLR step (alpha={args.alpha}, HDBSCAN min size 7) | seconds |")
-    print("|---|---|")
-    for key in ("projection", "soft_labels", "harden"):
-        print(f"| {key} | {refined['seconds_' + key]:.3f} |")
-    print(f"| total | {refine_s:.3f} ({share:.1%} of our Jaccard + DBSCAN) |")
-    print(f"clusters {refined['clusters_before']} -> {refined['clusters_after']}, outliers {refined['outliers_before']} -> "
-          f"{refined['outliers_after']}, distinct soft-label rows {refined['distinct_rows']} of {args.n}, "
-          f"peak RSS {refined['peak_rss_gb']:.2f} GB")
+    share = None
+    if refined:
+        refine_s = refined["seconds_projection"] + refined["seconds_soft_labels"] + refined["seconds_harden"]
+        share = refine_s / ours["total_s"]
+        print(f"\n| SLR step (alpha={args.alpha}, HDBSCAN min size 7) | seconds |")
+        print("|---|---|")
+        for key in ("projection", "soft_labels", "harden"):
+            print(f"| {key} | {refined['seconds_' + key]:.3f} |")
+        print(f"| total | {refine_s:.3f} ({share:.1%} of our Jaccard + DBSCAN) |")
+        print(f"clusters {refined['clusters_before']} -> {refined['clusters_after']}, outliers "
+              f"{refined['outliers_before']} -> {refined['outliers_after']}, distinct soft-label rows "
+              f"{refined['distinct_rows']} of {args.n}, peak RSS {refined['peak_rss_gb']:.2f} GB")
 
     if plain:
         print(f"\nHDBSCAN on soft labels: plain hdbscan.HDBSCAN on all rows {plain['seconds']:.1f} s, "
@@ -289,12 +372,20 @@ def main():
               f"{adjusted_rand_score(labels['plain'], labels['plain_permuted']):.4f}")
         print(f"outliers: fast {int((labels['fast_hdbscan'] < 0).sum())}, plain {int((labels['plain'] < 0).sum())}, "
               f"plain permuted {int((labels['plain_permuted'] < 0).sum())}")
-    else:
+    elif run_refine:
         print("\nplain HDBSCAN comparison: skipped (--skip-plain-hdbscan)")
 
-    peak = max(ours["peak_rss_gb"], refined["peak_rss_gb"])
+    peak = max(ours["peak_rss_gb"], refined["peak_rss_gb"] if refined else 0.0)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "n": args.n, "dim": args.dim, "identities": n_ids, "threads": threads, "repeats": repeats,
+            "ours_cpu_knn": ours, "ours_gpu_knn": gpu, "reference": reference, "refine": refined,
+            "plain_hdbscan": plain, "speedup_vs_reference": speedup, "labels_identical": identical,
+            "gpu_labels_identical": gpu_identical, "refine_share": share, "peak_rss_gb": peak}, indent=1))
     print(f"speedup_vs_reference={f'{speedup:.2f}' if reference else 'skipped'} "
-          f"labels_identical={identical if reference else 'skipped'} refine_share={share:.4f} peak_rss_gb={peak:.2f}")
+          f"labels_identical={identical if reference else 'skipped'} "
+          f"gpu_labels_identical={gpu_identical if gpu else 'skipped'} "
+          f"refine_share={f'{share:.4f}' if refined else 'skipped'} peak_rss_gb={peak:.2f}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Importing the package makes fast-reid 1.4.0 work on today's torch (``compat``) and registers
 every component of the plugin in fast-reid's registries: the ``SLR`` meta-architecture, the
 ``build_dual_resnet_backbone`` backbone, and the ``PersonX`` / ``ProceduralA`` / ``ProceduralB``
-datasets.
+datasets. ``faiss_build()`` names the faiss distribution behind ``import faiss`` (exactly one).
 """
 from . import compat
 
@@ -12,6 +12,7 @@ compat.apply_all()
 from . import modeling  # noqa: E402,F401  (registers the SLR meta-architecture and dual backbone)
 from .config import add_slr_config  # noqa: E402
 from .data import datasets  # noqa: E402,F401  (registers PersonX and the procedural datasets)
+from .faiss_install import faiss_build  # noqa: E402
 
-__all__ = ["add_slr_config", "compat"]
+__all__ = ["add_slr_config", "compat", "faiss_build"]
 __version__ = "0.1.0"

@@ -366,10 +366,13 @@ def _amp_on_any_device() -> bool:
 
 
 def distributed_data_parallel(module, *args, device_ids=None, **kwargs):
-    """DDP for the model's own device: ``device_ids`` must be None for a CPU module."""
+    """DDP for the model's own device (``device_ids`` must be None for a CPU module), searching for
+    parameters without gradient when the model says its losses leave some (``leaves_parameters_unused``:
+    SLR with λ1 = λ2 = 0); without the search DDP stops at the second step."""
     from torch.nn.parallel import DistributedDataParallel
 
     on_cuda = any(p.is_cuda for p in module.parameters())
+    kwargs.setdefault("find_unused_parameters", bool(getattr(module, "leaves_parameters_unused", False)))
     return DistributedDataParallel(module, *args, device_ids=device_ids if on_cuda else None, **kwargs)
 
 
@@ -383,18 +386,43 @@ def _ddp_cpu_device_ids() -> bool:
     return True
 
 
+def launch_device(args):
+    """MODEL.DEVICE of the run ``launch`` starts, when its arguments are fast-reid's command line
+    (a config file and opts, as tools/train_net.py passes them); None otherwise."""
+    command_line = args[0] if args else None
+    if not (hasattr(command_line, "config_file") and hasattr(command_line, "opts")):
+        return None
+    from fastreid.config import get_cfg
+    from .config import add_slr_config
+
+    cfg = add_slr_config(get_cfg())
+    if command_line.config_file:
+        cfg.merge_from_file(command_line.config_file)
+    cfg.merge_from_list(command_line.opts)
+    return cfg.MODEL.DEVICE
+
+
 def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine, machine_rank,
                         dist_url, args):
-    """fast-reid's worker with the backend chosen by the hardware: NCCL on GPUs, gloo on CPU."""
+    """fast-reid's worker with the backend following MODEL.DEVICE: NCCL for a CUDA run, gloo for a
+    CPU one (also on a GPU host: NCCL cannot move CPU tensors). The rank's GPU is selected before
+    the process group starts, so NCCL's first collective does not land every rank on GPU 0."""
     import torch.distributed as dist
     from fastreid.utils import comm
 
-    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= num_gpus_per_machine
+    device = launch_device(args)
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device is None:  # not fast-reid's command line: follow the hardware
+        use_cuda = visible >= num_gpus_per_machine
+    else:
+        use_cuda = device.startswith("cuda") and visible > 0
+        if use_cuda and visible < num_gpus_per_machine:
+            raise RuntimeError(f"--num-gpus {num_gpus_per_machine} asks for more GPUs than the {visible} visible here")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method=dist_url,
                             world_size=world_size, rank=global_rank)
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
     comm.synchronize()
 
     assert comm._LOCAL_PROCESS_GROUP is None
@@ -409,7 +437,7 @@ def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine,
 
 @_patch("launch_backend")
 def _launch_backend() -> bool:
-    """``launch`` asserts CUDA and hard-codes NCCL; a CPU run needs gloo."""
+    """``launch`` asserts CUDA and hard-codes NCCL; a CPU run needs gloo, also on a GPU host."""
     # ``fastreid.engine.launch`` the attribute is the function; the module is only in sys.modules.
     launch = importlib.import_module("fastreid.engine.launch")
     launch._distributed_worker = _distributed_worker
@@ -482,15 +510,24 @@ def _jaccard_cpu() -> bool:
 
 
 # --------------------------------------------------------------------------- checkpoints and weights
+class UnreadableCheckpoint(RuntimeError):
+    """A checkpoint file that torch cannot load (truncated, not a checkpoint, or refused as unsafe)."""
+
+
 def _load_checkpoint_file(self, f: str):
-    """Checkpoints load with ``weights_only=True``: a checkpoint cannot execute code."""
-    return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
+    """Checkpoints load with ``weights_only=True``: a checkpoint cannot execute code. A file that
+    does not load names itself (torch's zip error names none)."""
+    try:
+        return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever torch raises, the file is what the user needs
+        raise UnreadableCheckpoint(f"Cannot load checkpoint {f}: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 @_patch("safe_checkpoint_loading")
 def _safe_checkpoint_loading() -> bool:
     """fast-reid's Checkpointer relies on torch.load's default, which is unsafe before torch 2.6
-    and can be flipped back by ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``: make safe loading explicit."""
+    and can be flipped back by ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``: make safe loading explicit,
+    and name the file when it fails."""
     from fastreid.utils.checkpoint import Checkpointer
 
     Checkpointer._load_file = _load_checkpoint_file

@@ -99,7 +99,8 @@ def add_slr_config(cfg):
     _C.SLR.CLUSTER.MIN_SAMPLES = 4
     # Min cluster size when METHOD is "hdbscan" (needs SOURCE_WEIGHT 0).
     _C.SLR.CLUSTER.MIN_CLUSTER_SIZE = 7
-    # Use a faiss GPU index for the kNN when faiss-gpu and CUDA are present.
+    # With MODEL.DEVICE cuda and faiss-gpu installed, the kNN runs on the rank's GPU (an exact flat
+    # index; the CPU one when faiss has no GPU or the GPU search fails).
     _C.SLR.CLUSTER.USE_GPU = True
 
     _C.SLR.REFINE = CN()
@@ -142,6 +143,11 @@ def add_slr_config(cfg):
     _C.SLR.SOURCE.WARMUP_FACTOR = 0.01
     _C.SLR.SOURCE.BASE_LR = 0.00035
     _C.SLR.SOURCE.IMS_PER_BATCH = 64
+
+    _C.SLR.CHECKPOINT = CN()
+    # Per-epoch checkpoints kept in each stage's folder, newest first (0: all of them, fast-reid's
+    # way); model_final.pth and model_best.pth always stay. A ResNet-50 pair's is ~0.7 GB (README).
+    _C.SLR.CHECKPOINT.KEEP_LAST = 2
 
     if frozen:
         cfg.freeze()

@@ -2,6 +2,7 @@
 import logging
 import os
 import pickle
+import re
 import subprocess
 import threading
 
@@ -223,8 +224,20 @@ def test_crafted_checkpoint_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch's default turned unsafe
     path = tmp_path / "evil.pth"
     torch.save({"model": _Exploit()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(compat.UnreadableCheckpoint, match="evil.pth: UnpicklingError") as info:
         Checkpointer(torch.nn.Linear(1, 1))._load_file(str(path))
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
+
+
+def test_truncated_checkpoint_error_names_the_file(tmp_path):
+    """torch's own error ("PytorchStreamReader failed reading zip archive") names no file."""
+    from fastreid.utils.checkpoint import Checkpointer
+
+    Checkpointer(torch.nn.Linear(3, 2), str(tmp_path)).save("model_0003")
+    path = tmp_path / "model_0003.pth"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(compat.UnreadableCheckpoint, match=re.escape(f"Cannot load checkpoint {path}: RuntimeError")):
+        Checkpointer(torch.nn.Linear(3, 2)).load(str(path))
 
 
 def test_pretrained_weights_offline_fail_fast_then_load(tmp_path, monkeypatch):

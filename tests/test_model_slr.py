@@ -17,7 +17,7 @@ from fastreid.modeling import build_model
 from fastreid.solver import build_optimizer
 from fastreid.utils.checkpoint import Checkpointer
 from fastreid_slr import add_slr_config
-from fastreid_slr.modeling import SLR, BranchHead, ema_update
+from fastreid_slr.modeling import SLR, BranchHead, TeacherEMA
 
 IDS, PER_ID = 4, 2
 
@@ -147,6 +147,113 @@ def test_teacher_is_the_ema_of_the_student_after_k_steps(model):
     assert all(torch.equal(b, buffers0[n]) for n, b in model.teacher.named_buffers())  # param_only
 
 
+def _previous_ema_update(teacher, student, momentum, bn_mode):
+    """The EMA as it was before the fused version: per tensor, looked up by name at every step."""
+    students = dict(student.named_parameters())
+    for name, t in teacher.named_parameters():
+        assert t.shape == students[name].shape
+        t.mul_(momentum).add_(students[name].detach(), alpha=1.0 - momentum)
+    if bn_mode != "param_only":
+        buffers = dict(student.named_buffers())
+        for name, t in teacher.named_buffers():
+            if bn_mode == "ema" and t.is_floating_point():
+                t.mul_(momentum).add_(buffers[name], alpha=1.0 - momentum)
+            else:
+                t.copy_(buffers[name])
+
+
+class _SyncCounter:
+    """Counts the Tensor -> Python conversions that wait for the device (int(), item(), bool())."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        for method in ("__int__", "item", "__bool__", "__float__", "tolist"):
+            original = getattr(torch.Tensor, method)
+            monkeypatch.setattr(torch.Tensor, method, self._counting(original))
+
+    def _counting(self, original):
+        def counted(tensor, *args, **kwargs):
+            self.calls += 1
+            return original(tensor, *args, **kwargs)
+        return counted
+
+
+@pytest.mark.parametrize("bn_mode", ["param_only", "ema"])
+def test_fused_ema_matches_the_previous_update_over_ten_steps_without_syncing(model, bn_mode, monkeypatch):
+    torch.manual_seed(0)
+    model.ema_bn_mode, model.ema_momentum = bn_mode, 0.9
+    model._forget_ema_pairs()
+    reference = copy.deepcopy(model)
+    builds = []
+    monkeypatch.setattr(TeacherEMA, "__init__", _recording(TeacherEMA.__init__, builds))
+    model.update_teacher()  # builds the pairs and reads ema_step once
+    _previous_ema_update(reference.teacher, reference.student, 0.0, bn_mode)
+    syncs = _SyncCounter(monkeypatch)
+    for step in range(1, 10):
+        with torch.no_grad():  # an optimiser step and new BN statistics, the same in both
+            for p, q in zip(model.student.parameters(), reference.student.parameters()):
+                p.add_(0.05 * torch.randn_like(p))
+                q.copy_(p)
+            for b, c in zip(model.student.buffers(), reference.student.buffers()):
+                if b.is_floating_point():
+                    b.add_(0.05 * torch.randn_like(b))
+                    c.copy_(b)
+        model.update_teacher()
+        _previous_ema_update(reference.teacher, reference.student, min(1 - 1 / (step + 1), 0.9), bn_mode)
+    monkeypatch.undo()
+    assert syncs.calls == 0, "update_teacher waited on the device"
+    assert len(builds) == 1, "names and shapes are checked once, not every step"
+    assert int(model.ema_step) == 10
+    for (name, t), r in zip(model.teacher.state_dict().items(), reference.teacher.state_dict().values()):
+        torch.testing.assert_close(t, r, rtol=0, atol=1e-6, msg=name)
+    moved = [n for n, t in model.teacher.named_buffers() if t.is_floating_point()
+             and not torch.equal(t, reference.student.state_dict()[n])]
+    assert moved, "the buffers were averaged, not left alone or copied"
+
+
+def _recording(function, calls):
+    def recorded(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+    return recorded
+
+
+def test_ema_follows_replaced_classifiers_and_loaded_steps(model, tmp_path):
+    torch.manual_seed(0)
+    model.update_teacher()
+    model.reset_classifiers(5, torch.randn(5, 1024))  # new Parameter objects in all four heads
+    with torch.no_grad():
+        model.student.heads[0].classifier.weight.add_(1.0)
+    before = model.teacher.heads[0].classifier.weight.clone()
+    model.update_teacher()  # momentum min(1 - 1/2, 0.999) = 0.5
+    torch.testing.assert_close(model.teacher.heads[0].classifier.weight, before + 0.5)
+
+    Checkpointer(model, str(tmp_path)).save("model_0000")
+    model.update_teacher()
+    model.update_teacher()
+    Checkpointer(model).load(str(tmp_path / "model_0000.pth"))  # back to ema_step 2
+    assert int(model.ema_step) == 2
+    before = model.teacher.heads[0].classifier.weight.clone()
+    student = model.student.heads[0].classifier.weight.detach().clone()
+    model.update_teacher()  # the host-side step count was reloaded too: momentum 1 - 1/3, not 1 - 1/5
+    torch.testing.assert_close(model.teacher.heads[0].classifier.weight, before * 2 / 3 + student / 3)
+
+
+def test_zero_ce_weights_leave_the_heads_without_gradient_and_the_model_says_so(model):
+    assert not model.leaves_parameters_unused
+    model.ce_weight = model.soft_ce_weight = 0.0  # λ1 = λ2 = 0 (Table 5): only the soft triplet
+    assert model.leaves_parameters_unused
+    sum(model(make_batch()).values()).backward()
+    without = {n for n, p in model.student.named_parameters() if p.requires_grad and p.grad is None}
+    heads = {f"heads.{i}.{layer}.weight" for i in (0, 1) for layer in ("bnneck", "classifier")}
+    assert without == heads  # what DDP must be told to look for
+
+
+def test_ema_refuses_networks_that_differ():
+    with pytest.raises(ValueError, match="weight: teacher \\(3, 2\\) vs student \\(2, 2\\)"):
+        TeacherEMA(torch.nn.Linear(2, 3), torch.nn.Linear(2, 2))
+
+
 @pytest.mark.parametrize("mode", ["ema", "copy"])
 def test_bn_buffer_modes(mode):
     teacher, student = (torch.nn.BatchNorm1d(3) for _ in range(2))
@@ -154,7 +261,7 @@ def test_bn_buffer_modes(mode):
         teacher.running_mean.fill_(1.0)
         student.running_mean.fill_(3.0)
         student.num_batches_tracked.fill_(7)
-    ema_update(teacher, student, 0.75, mode)
+    TeacherEMA(teacher, student, mode).update(0.75)
     expected = 0.75 * 1.0 + 0.25 * 3.0 if mode == "ema" else 3.0
     torch.testing.assert_close(teacher.running_mean, torch.full((3,), expected))
     assert int(teacher.num_batches_tracked) == 7

@@ -18,9 +18,9 @@ from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
-from fastreid_slr import add_slr_config
+from fastreid_slr import add_slr_config, faiss_build
 from fastreid_slr.data.procedural import ProceduralSpec, set_default_spec
-from fastreid_slr.engine import (SLRTrainer, SourcePretrainTrainer, check_adaptation_config,
+from fastreid_slr.engine import (SLRTrainer, SourcePretrainTrainer, check_adaptation_config, check_batch_per_rank,
                                  ensure_source_weights, is_slr_adaptation, write_final_results)
 
 logger = logging.getLogger("fastreid_slr")
@@ -41,6 +41,7 @@ def setup(args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastreid_slr")
     if no_cuda:
         logger.warning("MODEL.DEVICE asks for CUDA but there is none: running on the CPU")
+    logger.info(f"faiss: {faiss_build()}")  # exactly one build installed, or one clear error
     if cfg.MODEL.DEVICE == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         # Intra-op threads that share cores with the data-loader workers spin against them: on
         # two cores, 2 threads + 2 workers ran a step 25x slower than 1 thread.
@@ -49,15 +50,21 @@ def setup(args):
         logger.info(f"CPU run: {threads} intra-op thread(s) beside {cfg.DATALOADER.NUM_WORKERS} loader workers "
                     f"(set OMP_NUM_THREADS to choose)")
     set_default_spec(ProceduralSpec.from_config(cfg))
+    if not args.eval_only:
+        check_batch_per_rank(cfg, comm.get_world_size())
     if is_slr_adaptation(cfg) and not args.eval_only:
         check_adaptation_config(cfg)
     return cfg
 
 
 def seed(cfg):
-    """SEED >= 0: the same random draws on every run (rank r: SEED + r)."""
+    """SEED >= 0: the same random draws on every run (rank r: SEED + r), and cuDNN's deterministic
+    kernels without autotuning (CUDNN_BENCHMARK is ignored), which can slow convolutions on GPUs;
+    README "GPUs" says what still does not repeat there."""
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED + comm.get_rank())
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 def main(args):

@@ -27,11 +27,13 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _broadcast_from_main(obj):
-    """Rank 0's ``obj`` on every rank (pickled over fast-reid's gloo-friendly default group)."""
+    """Rank 0's ``obj`` on every rank, pickled over fast-reid's gloo group, never the default one:
+    on GPUs that is NCCL, whose watchdog (10 min) would end the ranks waiting here while rank 0
+    clusters. gloo's own timeout is torch's default, 30 min."""
     if comm.get_world_size() == 1:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=comm._get_global_gloo_group())
     return box[0]
 
 

@@ -7,6 +7,7 @@ from typing import Dict, Optional
 import numpy as np
 import scipy.sparse as sp
 
+from ..faiss_install import faiss_gpu_device
 from ..refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, add_source_term, cluster_dbscan,
                       cluster_hdbscan, eps_from_rho, jaccard_distance, source_distances)
 from ..refine.distance import JACCARD_ABSENT
@@ -75,7 +76,8 @@ class PseudoLabeler:
         cluster = cfg.SLR.CLUSTER
         return cls(refiner=refiner, method=cluster.METHOD, k1=cluster.K1, k2=cluster.K2, eps=cluster.EPS,
                    rho=cluster.RHO, source_weight=cluster.SOURCE_WEIGHT, min_samples=cluster.MIN_SAMPLES,
-                   min_cluster_size=cluster.MIN_CLUSTER_SIZE, use_gpu=cluster.USE_GPU)
+                   min_cluster_size=cluster.MIN_CLUSTER_SIZE,
+                   use_gpu=cluster.USE_GPU and cfg.MODEL.DEVICE.startswith("cuda"))
 
     @property
     def needs_source_features(self) -> bool:
@@ -85,7 +87,8 @@ class PseudoLabeler:
         """This epoch's labels from the teacher features of the target train set (and, with a source
         term, of the source train set)."""
         start = time.perf_counter()
-        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=self.use_gpu)
+        gpu = faiss_gpu_device() if self.use_gpu else None  # this rank's device, torch's cache released
+        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=gpu is not None, gpu_device=gpu or 0)
         seconds_jaccard = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -93,7 +96,8 @@ class PseudoLabeler:
         if self.needs_source_features:
             if source_features is None:
                 raise ValueError("the clustering distance has a source term: pass the source features")
-            source_term, scale = source_distances(features, source_features, use_gpu=self.use_gpu)
+            source_term, scale = source_distances(features, source_features, use_gpu=gpu is not None,
+                                                  gpu_device=gpu or 0)
             dist, absent = add_source_term(dist, source_term, self.source_weight)
             source_stats = {"source_term_mean": float(source_term.mean()), "source_term_scale": scale}
         seconds_source = time.perf_counter() - start

@@ -106,3 +106,29 @@ def write_final_results(output_dir: str, results) -> None:
     if comm.is_main_process() and results:
         atomic_write(os.path.join(output_dir, "final_results.json"),
                      lambda f: json.dump(numeric_results(results), f, indent=1), mode="w")
+
+
+# fast-reid's samplers that draw images, not identities; every other one builds PK batches.
+_IMAGE_SAMPLERS = ("TrainingSampler", "ImbalancedDatasetSampler")
+
+
+def check_batch_per_rank(cfg, world_size: int) -> None:
+    """Each rank needs two identities × NUM_INSTANCE images per PK batch, in every stage that runs.
+
+    fast-reid splits the global batch (SOLVER.IMS_PER_BATCH) across ranks: with one identity per
+    rank the triplet terms have no negatives, and below one its identity sampler loops forever
+    without a word (the paper's batch of 16 on 4 and 8 GPUs).
+    """
+    batches = []
+    if cfg.DATALOADER.SAMPLER_TRAIN not in _IMAGE_SAMPLERS:
+        batches.append(("SOLVER.IMS_PER_BATCH", cfg.SOLVER.IMS_PER_BATCH))
+    if is_slr_adaptation(cfg) and not os.path.isfile(source_weights(cfg)):  # stage 1 will run, PK-sampled
+        batches.append(("SLR.SOURCE.IMS_PER_BATCH", cfg.SLR.SOURCE.IMS_PER_BATCH))
+    needed = 2 * cfg.DATALOADER.NUM_INSTANCE
+    for key, batch in batches:
+        per_rank = batch // world_size
+        if per_rank < needed:
+            raise ValueError(
+                f"{key} {batch} is the global batch: over {world_size} rank(s) each gets {per_rank} images, fewer "
+                f"than two identities x DATALOADER.NUM_INSTANCE {cfg.DATALOADER.NUM_INSTANCE} = {needed}. Set "
+                f"{key} to {needed * world_size} or more, or lower DATALOADER.NUM_INSTANCE, or use fewer GPUs.")

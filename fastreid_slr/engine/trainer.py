@@ -24,6 +24,7 @@ from fastreid.utils import comm
 from ..compat import distributed_data_parallel
 from ..data.paths import datasets_root
 from ..data.samplers import CrossCameraIdentitySampler
+from .checkpoints import CheckpointRetention
 from .features import build_feature_loader, extract_features
 from .hooks import PseudoLabelHook, TeacherEMAHook, unwrap
 from .pseudo_labels import PseudoLabeler
@@ -79,7 +80,7 @@ class _AwaitingPseudoLabels:
         pass
 
 
-class SLRTrainer(DefaultTrainer):
+class SLRTrainer(CheckpointRetention, DefaultTrainer):
     """Stage 2: mean-teacher training on per-epoch refined pseudo-labels of ``DATASETS.NAMES``."""
 
     def __init__(self, cfg):
@@ -215,7 +216,7 @@ def source_lr_factor(epoch: int, *, steps: Sequence[int], gamma: float, warmup_e
     return warm * gamma ** bisect_right(steps, epoch)
 
 
-class SourcePretrainTrainer(DefaultTrainer):
+class SourcePretrainTrainer(CheckpointRetention, DefaultTrainer):
     """Stage 1: supervised training on the labelled source (``DATASETS.NAMES``), optionally with
     target batches for BN adaptation (``SLR.PRETRAIN.TARGET_BN``, targets from ``DATASETS.TESTS``),
     on ABMT's schedule (``SLR.SOURCE.STEPS`` / ``WARMUP_EPOCHS`` / ``WARMUP_FACTOR``)."""

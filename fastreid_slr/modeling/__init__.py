@@ -4,11 +4,11 @@ Importing this package registers ``build_dual_resnet_backbone`` (BACKBONE_REGIST
 (META_ARCH_REGISTRY).
 """
 from .dual_backbone import DualResNet, build_dual_resnet_backbone
-from .ema import ema_update, momentum_at
+from .ema import TeacherEMA, momentum_at
 from .heads import BranchHead, BranchOutput, DynamicClassifier, TwoBranchNet
 from .slr_arch import SLR
 
 __all__ = [
-    "BranchHead", "BranchOutput", "DualResNet", "DynamicClassifier", "SLR", "TwoBranchNet",
-    "build_dual_resnet_backbone", "ema_update", "momentum_at",
+    "BranchHead", "BranchOutput", "DualResNet", "DynamicClassifier", "SLR", "TeacherEMA", "TwoBranchNet",
+    "build_dual_resnet_backbone", "momentum_at",
 ]

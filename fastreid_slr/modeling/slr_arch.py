@@ -20,16 +20,18 @@ Trainer contract:
   returns a dict of losses to sum; eval returns ``normalize(cat(bn_A, bn_B))`` (B, dim_A + dim_B),
   what fast-reid's ReidEvaluator consumes.
 - ``update_teacher()`` after every optimiser step (on the unwrapped model under DDP): one EMA step
-  with momentum ``min(1 - 1/(step+1), m)`` and ``step`` the checkpointed ``ema_step`` buffer. An
-  explicit call, not something the forward does by itself: only the trainer knows when a step
-  really happened (skipped AMP steps, accumulation), and the teacher must be current when
-  evaluation follows the last step. A no-op in pretrain mode.
+  with momentum ``min(1 - 1/(step+1), m)`` and ``step`` the checkpointed ``ema_step`` buffer (read
+  from the device once, then counted on the host: no device sync per step). An explicit call, not
+  something the forward does by itself: only the trainer knows when a step really happened
+  (skipped AMP steps, accumulation), and the teacher must be current when evaluation follows the
+  last step. A no-op in pretrain mode.
 - ``reset_classifiers(K, centroids)`` at each epoch's relabelling replaces the four classifiers'
   parameters: rebuild the optimiser afterwards (fast-reid's ``build_optimizer(cfg, model)`` walks
   the parameters again; teacher parameters have ``requires_grad=False`` and are skipped) and, under
   DDP, the DistributedDataParallel wrapper.
-- With λ1 = λ2 = 0 (a Table 5 ablation) the BNNecks and classifiers get no gradient: DDP then needs
-  ``find_unused_parameters=True``.
+- With λ1 = λ2 = 0 (a Table 5 ablation) the BNNecks and classifiers get no gradient:
+  ``leaves_parameters_unused`` says so, and the plugin's DDP wrapper then searches for unused
+  parameters (``find_unused_parameters``).
 """
 import copy
 from typing import Sequence
@@ -42,7 +44,7 @@ from fastreid.config import configurable
 from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 
-from .ema import BN_MODES, ema_update, momentum_at
+from .ema import BN_MODES, TeacherEMA, momentum_at
 from .heads import BranchHead, TwoBranchNet, feature_dims
 from .losses import adapt_losses, pretrain_losses
 
@@ -90,6 +92,8 @@ class SLR(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_load_state_dict_pre_hook(SLR._teacher_from_student_if_absent)
+        self.register_load_state_dict_post_hook(lambda module, incompatible: module._forget_ema_pairs())
+        self._forget_ema_pairs()
 
     @classmethod
     def from_config(cls, cfg):
@@ -121,6 +125,11 @@ class SLR(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.student.heads[0].classifier.num_classes
+
+    @property
+    def leaves_parameters_unused(self) -> bool:
+        """λ1 = λ2 = 0: no loss reaches the BNNecks and classifiers (DDP must look for them)."""
+        return self.mode == "adapt" and not (self.ce_weight or self.soft_ce_weight)
 
     # ------------------------------------------------------------------ forward
     def forward(self, batched_inputs):
@@ -156,9 +165,22 @@ class SLR(nn.Module):
         """One EMA step of the teacher towards the student; call after every optimiser step."""
         if self.teacher is None:
             return
-        ema_update(self.teacher, self.student, momentum_at(int(self.ema_step), self.ema_momentum),
-                   self.ema_bn_mode)
-        self.ema_step += 1
+        if self._ema is None:
+            self._ema = TeacherEMA(self.teacher, self.student, self.ema_bn_mode)
+        if self._ema_steps is None:
+            self._ema_steps = int(self.ema_step)  # the one device sync, after a build or a load
+        self._ema.update(momentum_at(self._ema_steps, self.ema_momentum))
+        self._ema_steps += 1
+        self.ema_step.add_(1)
+
+    def _forget_ema_pairs(self):
+        """The EMA's tensor pairs and host-side step count are stale: rebuild them at the next update."""
+        self._ema, self._ema_steps = None, None
+
+    def _apply(self, fn, *args, **kwargs):
+        """``.to()`` / ``.cuda()`` replace buffers (and, for some conversions, parameters)."""
+        self._forget_ema_pairs()
+        return super()._apply(fn, *args, **kwargs)
 
     @torch.no_grad()
     def reset_classifiers(self, num_classes: int, centroids: torch.Tensor):
@@ -175,6 +197,7 @@ class SLR(nn.Module):
         for net in (n for n in (self.student, self.teacher) if n is not None):
             for head, half in zip(net.heads, halves):
                 head.classifier.reset(F.normalize(half, dim=1))
+        self._forget_ema_pairs()
 
     def _teacher_from_student_if_absent(self, state_dict, prefix, *args):
         """Loading a checkpoint without a teacher (stage 1's) starts the teacher as the student."""

@@ -27,12 +27,18 @@ import dataclasses
 import warnings
 from typing import Optional
 
-import faiss
 import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["AbsentPairs", "normalize_features", "knn", "jaccard_distance", "to_dense_distance"]
+try:
+    import faiss
+except ImportError as exc:  # the package's own faiss check cannot be imported from here (framework-free)
+    raise ImportError(f"fastreid_slr.refine needs faiss ({exc}): pip install faiss-cpu, or faiss-gpu on a "
+                      f"CUDA machine (never both)") from exc
+
+
+__all__ = ["AbsentPairs", "normalize_features", "search", "knn", "jaccard_distance", "to_dense_distance"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,31 +71,52 @@ def normalize_features(features: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(features / norms)
 
 
-def _flat_l2_index(dim: int, use_gpu: bool):
-    """Exact L2 index on the GPU when asked for and faiss has one, on the CPU otherwise."""
-    cpu_index = faiss.IndexFlatL2(dim)
-    if not use_gpu:
-        return cpu_index
-    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
-        warnings.warn("use_gpu=True but faiss has no GPU here; searching on the CPU", RuntimeWarning)
-        return cpu_index
-    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, cpu_index)
+def _exact_search(base: np.ndarray, queries: np.ndarray, k: int, chunk_size: int, gpu_device=None):
+    """Flat (exact) L2 search of ``queries`` among ``base``, on CUDA device ``gpu_device`` or, when
+    None, the CPU: (squared distances, indices), each (len(queries), k)."""
+    index = faiss.IndexFlatL2(base.shape[1])
+    if gpu_device is not None:
+        resources = faiss.StandardGpuResources()  # freed, with its scratch memory, on return
+        index = faiss.index_cpu_to_gpu(resources, gpu_device, index)
+    index.add(base)
+    distances = np.empty((queries.shape[0], k), dtype=np.float32)
+    ranks = np.empty((queries.shape[0], k), dtype=np.int64)
+    for start in range(0, queries.shape[0], chunk_size):
+        stop = min(start + chunk_size, queries.shape[0])
+        distances[start:stop], ranks[start:stop] = index.search(queries[start:stop], k)
+    return distances, ranks
 
 
-def knn(features: np.ndarray, k: int, use_gpu: bool = False, chunk_size: int = 4096) -> np.ndarray:
-    """(N, k) indices of each row's k nearest rows (exact L2, itself included), nearest first.
+def search(base: np.ndarray, queries: np.ndarray, k: int, use_gpu: bool = False, chunk_size: int = 4096,
+           gpu_device: int = 0):
+    """Each query's k nearest rows of ``base`` (exact L2), nearest first: (squared distances, indices).
 
-    Queried ``chunk_size`` rows at a time so the search scratch stays bounded (4096 is faiss's own
-    query block for flat indexes, so the default splits nothing faiss would not split itself).
+    ``use_gpu``: search on CUDA device ``gpu_device`` (the caller's, never a hard-coded 0). When
+    faiss has no GPU there, or the GPU search fails (out of memory, say), the same exact search
+    runs on the CPU, with a warning. Queried ``chunk_size`` rows at a time so the search scratch
+    stays bounded (4096 is faiss's own query block for flat indexes).
     """
-    features = np.ascontiguousarray(features, dtype=np.float32)
-    index = _flat_l2_index(features.shape[1], use_gpu)
-    index.add(features)
-    ranks = np.empty((features.shape[0], k), dtype=np.int64)
-    for start in range(0, features.shape[0], chunk_size):
-        stop = min(start + chunk_size, features.shape[0])
-        _, ranks[start:stop] = index.search(features[start:stop], k)
-    return ranks
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if not use_gpu:
+        return _exact_search(base, queries, k, chunk_size)
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+    if gpu_device >= gpus:
+        warnings.warn(f"use_gpu=True but faiss sees {gpus} GPU(s), not device {gpu_device}; searching on the CPU",
+                      RuntimeWarning)
+        return _exact_search(base, queries, k, chunk_size)
+    try:
+        return _exact_search(base, queries, k, chunk_size, gpu_device)
+    except RuntimeError as exc:  # faiss reports its C++ errors (e.g. cudaMalloc) as RuntimeError
+        warnings.warn(f"faiss GPU search on device {gpu_device} failed ({exc}); searching on the CPU", RuntimeWarning)
+        return _exact_search(base, queries, k, chunk_size)
+
+
+def knn(features: np.ndarray, k: int, use_gpu: bool = False, chunk_size: int = 4096,
+        gpu_device: int = 0) -> np.ndarray:
+    """(N, k) indices of each row's k nearest rows (exact L2, itself included), nearest first
+    (``search`` of the rows among themselves)."""
+    return search(features, features, k, use_gpu, chunk_size, gpu_device)[1]
 
 
 @numba.njit(cache=True)
@@ -278,6 +305,7 @@ def jaccard_distance(
     normalize: bool = True,
     use_gpu: bool = False,
     chunk_size: int = 4096,
+    gpu_device: int = 0,
 ) -> sp.csr_matrix:
     """Sparse k-reciprocal Jaccard distance of the rows of ``features`` (N, D).
 
@@ -286,8 +314,9 @@ def jaccard_distance(
         k1: neighbourhood size of the k-reciprocal sets (fast-reid/SpCL 30, ABMT 20).
         k2: query-expansion size (1 disables it, as in fast-reid).
         normalize: L2-normalise rows first (what fast-reid's callers do with cosine features).
-        use_gpu: search the kNN on a faiss GPU index when one exists.
+        use_gpu: search the kNN on a faiss GPU index when one exists (``knn``).
         chunk_size: kNN query rows per faiss call.
+        gpu_device: the CUDA device of that index.
 
     Returns:
         float32 CSR (N, N); absent pairs mean distance 1, stored zeros are real (module docstring).
@@ -295,7 +324,7 @@ def jaccard_distance(
     features = normalize_features(features) if normalize else np.ascontiguousarray(features, dtype=np.float32)
     n = features.shape[0]
     k1 = min(k1, n)  # fast-reid indexes faiss's -1 padding as row -1 when N < k1
-    ranks = knn(features, k1, use_gpu=use_gpu, chunk_size=chunk_size)
+    ranks = knn(features, k1, use_gpu=use_gpu, chunk_size=chunk_size, gpu_device=gpu_device)
 
     # fast-reid searches k1 neighbours and slices k1+1 columns: R(i, k1) sees k1 columns (self
     # included), R(i, k1/2) round(k1/2)+1 of them

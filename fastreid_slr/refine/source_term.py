@@ -15,28 +15,23 @@ from typing import Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from .distance import AbsentPairs, _flat_l2_index, normalize_features
+from .distance import AbsentPairs, normalize_features, search
 
 __all__ = ["add_source_term", "source_distances"]
 
 
-def source_distances(target: np.ndarray, source: np.ndarray, use_gpu: bool = False,
-                     chunk_size: int = 4096) -> Tuple[np.ndarray, float]:
+def source_distances(target: np.ndarray, source: np.ndarray, use_gpu: bool = False, chunk_size: int = 4096,
+                     gpu_device: int = 0) -> Tuple[np.ndarray, float]:
     """``(d_s, scale)``: d_s (N,) float32 in [0, 1] as in the module docstring, over L2-normalised
     features, and ``scale`` = the largest ``1 - exp(-min_s ||t - s||²)`` that d_s was divided by.
 
-    An exact nearest-neighbour search (faiss flat index), ``chunk_size`` target rows at a time:
-    memory O(N + M), never N × M.
+    An exact nearest-neighbour search (``distance.search``, on the GPU when asked), ``chunk_size``
+    target rows at a time: memory O(N + M), never N × M.
     """
     target, source = normalize_features(target), normalize_features(source)
     if len(source) == 0:
         raise ValueError("the source term needs at least one source feature")
-    index = _flat_l2_index(source.shape[1], use_gpu)
-    index.add(source)
-    nearest = np.empty(len(target), dtype=np.float32)
-    for start in range(0, len(target), chunk_size):
-        squared, _ = index.search(target[start:start + chunk_size], 1)
-        nearest[start:start + chunk_size] = squared[:, 0]
+    nearest = search(source, target, 1, use_gpu, chunk_size, gpu_device)[0][:, 0]
     # faiss computes ||t||² + ||s||² - 2 t·s, which can dip below 0 for a duplicate
     distance = -np.expm1(-np.maximum(nearest.astype(np.float64), 0.0))
     scale = float(distance.max(initial=0.0))

@@ -1,0 +1,86 @@
+"""Checkpoints on a finite disk: the newest SLR.CHECKPOINT.KEEP_LAST per-epoch files stay (with the
+final and best ones), and --resume gets past a last checkpoint that does not load."""
+import logging
+import os
+import types
+
+import pytest
+import torch
+
+import fastreid_slr  # noqa: F401  (compat patches first)
+from fastreid_slr.compat import UnreadableCheckpoint
+from fastreid_slr.engine import SLRTrainer
+from fastreid_slr.engine.checkpoints import KeepLastCheckpoints, epoch_checkpoints
+from tiny import tiny_slr_cfg
+
+
+def _touch(folder, *names):
+    for name in names:
+        (folder / name).write_bytes(b"x")
+
+
+def test_keep_last_deletes_older_and_stale_epoch_files(tmp_path):
+    _touch(tmp_path, *(f"model_{e:04d}.pth" for e in range(6)), "model_final.pth", "model_best.pth", "last_checkpoint")
+    hook = KeepLastCheckpoints(str(tmp_path), keep_last=2)
+    hook.trainer = types.SimpleNamespace(epoch=3)  # resumed from epoch 2: 4 and 5 belong to an abandoned run
+    hook.after_epoch()
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0002.pth", "model_0003.pth",
+                                            "model_best.pth", "model_final.pth"]
+    assert epoch_checkpoints(str(tmp_path)) == ["model_0003.pth", "model_0002.pth"]
+
+
+def test_keep_last_zero_keeps_everything_and_negative_is_refused(tmp_path):
+    _touch(tmp_path, *(f"model_{e:04d}.pth" for e in range(4)))
+    hook = KeepLastCheckpoints(str(tmp_path), keep_last=0)
+    hook.trainer = types.SimpleNamespace(epoch=3)
+    hook.after_epoch()
+    assert len(os.listdir(tmp_path)) == 4
+    with pytest.raises(ValueError, match="SLR.CHECKPOINT.KEEP_LAST must be >= 0"):
+        KeepLastCheckpoints(str(tmp_path), keep_last=-1)
+
+
+def test_stage_one_kept_only_its_last_two_epochs(source_weights):
+    """conftest's stage 1 ran 6 epochs with the default KEEP_LAST (2)."""
+    folder = os.path.dirname(source_weights)
+    assert epoch_checkpoints(folder) == ["model_0004.pth", "model_0003.pth"]
+    assert os.path.isfile(os.path.join(folder, "model_final.pth"))
+
+
+def _trainer(tmp_path, weights, resume):
+    cfg = tiny_slr_cfg(tmp_path, os.path.dirname(weights), **{"SOLVER.MAX_EPOCH": 4, "SLR.ITERS_PER_EPOCH": 1,
+                                                               "TEST.EVAL_PERIOD": 4})
+    cfg.MODEL.WEIGHTS = weights
+    trainer = SLRTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    return trainer
+
+
+def test_stage_two_prunes_then_resume_falls_back_past_a_truncated_checkpoint(source_weights, tmp_path, caplog):
+    _trainer(tmp_path, source_weights, resume=False).train()
+    assert epoch_checkpoints(str(tmp_path)) == ["model_0002.pth", "model_0001.pth"]  # epoch 0's was pruned
+
+    # A crash in epoch 3 after a copy truncated epoch 2's checkpoint.
+    os.remove(tmp_path / "model_final.pth")
+    (tmp_path / "last_checkpoint").write_text("model_0002.pth")
+    data = (tmp_path / "model_0002.pth").read_bytes()
+    (tmp_path / "model_0002.pth").write_bytes(data[: len(data) // 2])
+
+    logger = logging.getLogger("fastreid_slr.engine.checkpoints")  # "fastreid_slr" may not propagate
+    logger.addHandler(caplog.handler)
+    try:
+        trainer = _trainer(tmp_path, source_weights, resume=True)
+    finally:
+        logger.removeHandler(caplog.handler)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(tmp_path / "model_0002.pth") in m and "Cannot load checkpoint" in m for m in messages)
+    assert any("Resuming from model_0001.pth (epoch 1) instead of model_0002.pth" in m and "1 epoch(s) to train again"
+               in m for m in messages), messages
+    assert trainer.start_epoch == 2
+    saved = torch.load(tmp_path / "model_0001.pth", weights_only=True)
+    assert trainer.pseudo_label_hook.labels.tolist() == saved["pseudo_labels"]["labels"]
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(tensor, saved["model"][name]), name
+
+    (tmp_path / "model_0001.pth").write_bytes(b"")  # nothing left that loads: say so, naming the files
+    with pytest.raises(UnreadableCheckpoint, match="no checkpoint in .* loads \\(tried model_0002.pth, model_0001.pth\\)"):
+        _trainer(tmp_path, source_weights, resume=True)
