@@ -99,7 +99,8 @@ def _opts(source_weights, output_dir):
             "INPUT.SIZE_TRAIN": "[32,16]", "INPUT.SIZE_TEST": "[32,16]", "INPUT.PADDING.SIZE": 2,
             "DATALOADER.NUM_WORKERS": 0, "SOLVER.IMS_PER_BATCH": 16,  # 8 per rank
             "SOLVER.MAX_EPOCH": 2, "TEST.EVAL_PERIOD": 2, "SLR.ITERS_PER_EPOCH": 2,
-            "SLR.CLUSTER.K1": cfg.SLR.CLUSTER.K1, "SLR.CLUSTER.K2": cfg.SLR.CLUSTER.K2, "SLR.CLUSTER.RHO": cfg.SLR.CLUSTER.RHO,
+            # a global batch of 16 needs >= 4 clusters of the ~90 target images
+            "SLR.CLUSTER.K1": cfg.SLR.CLUSTER.K1, "SLR.CLUSTER.K2": cfg.SLR.CLUSTER.K2, "SLR.CLUSTER.RHO": 0.06,
             "SLR.REFINE.MIN_CLUSTER_SIZE": cfg.SLR.REFINE.MIN_CLUSTER_SIZE,
             "SLR.SOURCE.WEIGHTS": source_weights, "OUTPUT_DIR": str(output_dir)}
 

@@ -110,7 +110,8 @@ def test_pseudo_labels_search_on_this_ranks_gpu_after_releasing_torchs_cache(mon
     monkeypatch.setattr(pseudo_labels, "jaccard_distance", jaccard)
     from fastreid_slr.refine import SLRRefiner
 
-    labeler = pseudo_labels.PseudoLabeler(refiner=SLRRefiner(enabled=False), k1=10, k2=3, use_gpu=True)
+    labeler = pseudo_labels.PseudoLabeler(refiner=SLRRefiner(enabled=False), k1=10, k2=3, source_weight=0,
+                                          use_gpu=True)
     labeler(_features(3))
     assert events == ["empty_cache", ("jaccard", True, 2)]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
