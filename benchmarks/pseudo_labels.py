@@ -17,6 +17,10 @@ numba, torch and faiss alike; default: all cores), and each timed step runs ``--
 runs with the kNN on the GPU, in the same table. Timings are wall-clock on whatever the machine
 gives: a busy machine flatters whichever side suffers less from it, so compare on a quiet one.
 
+``--source M`` adds ABMT's source term (λ = ``--source-weight``) to both sides' timed path: M
+synthetic source images of other identities; ours is a flat faiss search plus a sparse update,
+the reference a dense torch N×M distance added to its dense N×N matrix.
+
 Last line: ``speedup_vs_reference=<x> labels_identical=<bool> gpu_labels_identical=<bool>
 refine_share=<f> peak_rss_gb=<GB>``; ``--json PATH`` writes every number.
 """
@@ -117,8 +121,9 @@ def _rss_now_gb():
     return _proc_status_gb("VmRSS")
 
 
-def child_ours_cluster(work, tag, eps, use_gpu=False):
-    """Our kNN alone, then Jaccard (its kNN included) and DBSCAN; the kNN on GPU 0 with use_gpu."""
+def child_ours_cluster(work, tag, eps, use_gpu=False, source_weight=0.0):
+    """Our kNN alone, then Jaccard (its kNN included), the source term when given, and DBSCAN;
+    the kNN on GPU 0 with use_gpu."""
     import scipy.sparse as sp
 
     refine = _import_refine()
@@ -134,23 +139,39 @@ def child_ours_cluster(work, tag, eps, use_gpu=False):
         refine.knn(refine.normalize_features(features), 30, use_gpu=use_gpu)
         knn_s = time.perf_counter() - start
         start = time.perf_counter()
-        dist = refine.jaccard_distance(features, k1=30, k2=6, use_gpu=use_gpu)
+        jaccard = refine.jaccard_distance(features, k1=30, k2=6, use_gpu=use_gpu)
         jaccard_s = time.perf_counter() - start
+        start = time.perf_counter()
+        dist, absent = jaccard, refine.AbsentPairs()
+        if source_weight:
+            source_term, _ = refine.source_distances(features, np.load(work / "features_source.npy"), use_gpu=use_gpu)
+            dist, absent = refine.add_source_term(jaccard, source_term, source_weight)
+        source_s = time.perf_counter() - start
     start = time.perf_counter()
-    labels = refine.cluster_dbscan(dist, eps, min_samples=4)
+    labels = refine.cluster_dbscan(dist, eps, min_samples=4, absent=absent)
     dbscan_s = time.perf_counter() - start
     peak = _peak_rss_gb()
     np.save(work / f"labels_{name}_{tag}.npy", labels)
     if not use_gpu:
-        sp.save_npz(work / f"jaccard_ours_{tag}.npz", dist, compressed=False)
+        sp.save_npz(work / f"jaccard_ours_{tag}.npz", jaccard, compressed=False)
     fallback = [str(w.message) for w in fallbacks if "searching on the CPU" in str(w.message)]
     knn_device = ("CPU (GPU fallback: " + fallback[0] + ")" if fallback else "GPU 0") if use_gpu else "CPU"
-    return {"knn_s": knn_s, "jaccard_s": jaccard_s, "dbscan_s": dbscan_s, "peak_rss_gb": peak,
+    return {"knn_s": knn_s, "jaccard_s": jaccard_s, "source_s": source_s, "dbscan_s": dbscan_s, "peak_rss_gb": peak,
             "rss_over_inputs_gb": peak - baseline, "nnz_per_row": dist.nnz / dist.shape[0],
             "clusters": int(labels.max()) + 1, "outliers": int((labels < 0).sum()), "knn_device": knn_device}
 
 
-def child_reference_cluster(work, tag, eps):
+def _dense_source_term(target, source, chunk=1024):
+    """ABMT's d_s the dense way (its own code's): N×M squared distances, min over the source."""
+    import torch
+
+    nearest = torch.cat([torch.cdist(target[i:i + chunk], source).pow(2).min(dim=1).values
+                         for i in range(0, len(target), chunk)])
+    distance = 1 - torch.exp(-nearest)
+    return (distance / distance.max()).numpy().astype(np.float32)
+
+
+def child_reference_cluster(work, tag, eps, source_weight=0.0):
     import scipy.sparse as sp
     import torch
     from fastreid.utils.compute_dist import compute_jaccard_distance
@@ -164,7 +185,14 @@ def child_reference_cluster(work, tag, eps):
     dense = compute_jaccard_distance(features, k1=30, k2=6, search_option=3)  # 3 = its CPU faiss branch
     jaccard_s = time.perf_counter() - start
     start = time.perf_counter()
-    labels = DBSCAN(eps=eps, min_samples=4, metric="precomputed").fit_predict(dense)
+    combined = dense
+    if source_weight:
+        source = torch.nn.functional.normalize(torch.from_numpy(np.load(work / "features_source.npy")), dim=1)
+        d_s, lam = _dense_source_term(features, source), np.float32(source_weight)
+        combined = (np.float32(1) - lam) * dense + lam * (d_s[:, None] + d_s[None, :])
+    source_s = time.perf_counter() - start
+    start = time.perf_counter()
+    labels = DBSCAN(eps=eps, min_samples=4, metric="precomputed").fit_predict(combined)
     dbscan_s = time.perf_counter() - start
     peak = _peak_rss_gb()
     np.save(work / f"labels_reference_{tag}.npy", labels)
@@ -174,8 +202,8 @@ def child_reference_cluster(work, tag, eps):
     absent = np.ones(dense.shape, dtype=bool)
     absent[ours.row, ours.col] = False
     absent_diff = np.abs(dense[absent] - 1.0).max() if absent.any() else 0.0
-    return {"jaccard_s": jaccard_s, "dbscan_s": dbscan_s, "peak_rss_gb": peak, "rss_over_inputs_gb": peak - baseline,
-            "max_abs_diff": float(max(dense_ours_diff, absent_diff)), "clusters": int(labels.max()) + 1,
+    return {"jaccard_s": jaccard_s, "source_s": source_s, "dbscan_s": dbscan_s, "peak_rss_gb": peak,
+            "rss_over_inputs_gb": peak - baseline, "max_abs_diff": float(max(dense_ours_diff, absent_diff)), "clusters": int(labels.max()) + 1,
             "outliers": int((labels < 0).sum())}
 
 
@@ -253,7 +281,9 @@ def print_table(ours, gpu, reference):
     print("\n| step (median s) | ours, CPU kNN | ours, GPU kNN | fast-reid reference | reference / ours CPU |")
     print("|---|---|---|---|---|")
     rows = [("exact kNN (faiss flat, k=30)", "knn_s"), ("k-reciprocal Jaccard, kNN included", "jaccard_s"),
-            ("DBSCAN", "dbscan_s"), ("Jaccard + DBSCAN", "total_s")]
+            ("source term (--source)", "source_s"), ("DBSCAN", "dbscan_s"), ("Jaccard (+ source term) + DBSCAN", "total_s")]
+    if not ours["source_s"]:
+        rows = [row for row in rows if row[1] != "source_s"]
     for title, key in rows:
         ratio = f"{reference[key] / ours[key]:.1f}x" if reference and key in reference else "-"
         ref = _cell(reference, key) if reference and key in reference else "-"
@@ -268,6 +298,8 @@ def main():
     parser.add_argument("--dim", type=int, default=4096, help="feature size (the teacher's: 2 x 2048)")
     parser.add_argument("--ids", type=int, default=None, help="identities (default n / 17.2, Market's ratio)")
     parser.add_argument("--eps", type=float, default=0.6)
+    parser.add_argument("--source", type=int, default=0, help="source images for ABMT's source term (0: none)")
+    parser.add_argument("--source-weight", type=float, default=0.1, help="λ of the source term")
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every process, both sides")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each timed step; the median is reported")
@@ -295,7 +327,8 @@ def main():
     run_plain = run_refine and not args.skip_plain_hdbscan
     dense_gb = 3 * 4 * args.n**2 / 2**30
     threads, repeats = args.threads, args.repeats
-    print(f"N={args.n} D={args.dim} identities={n_ids} eps={args.eps} alpha={args.alpha} k1=30 k2=6 min_samples=4; "
+    print(f"N={args.n} D={args.dim} identities={n_ids} eps={args.eps} alpha={args.alpha} k1=30 k2=6 min_samples=4 "
+          f"source images={args.source} (λ {args.source_weight if args.source else 0}); "
           f"{threads} thread(s) per process on both sides, median of {repeats} run(s)")
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
@@ -303,12 +336,16 @@ def main():
         for tag, epoch in (("prev", 0), ("cur", 1)):
             features, truth[tag] = synthetic_features(args.n, args.dim, n_ids, epoch)
             np.save(work / f"features_{tag}.npy", features)
+        weight = args.source_weight if args.source else 0.0
+        if args.source:  # other identities, drawn like the target's
+            np.save(work / "features_source.npy", synthetic_features(args.source, args.dim, n_ids, 1, seed=1)[0])
         del features
+        cluster = {"eps": args.eps, "source_weight": weight}
         if run_refine:
-            run_child("ours_cluster", work, threads, tag="prev", eps=args.eps)
-        ours = run_median("ours_cluster", work, threads, repeats, tag="cur", eps=args.eps)
-        gpu = run_median("ours_cluster", work, threads, repeats, tag="cur", eps=args.eps, use_gpu=True) if run_gpu else None
-        reference = run_median("reference_cluster", work, threads, repeats, tag="cur", eps=args.eps) if run_reference else None
+            run_child("ours_cluster", work, threads, tag="prev", **cluster)
+        ours = run_median("ours_cluster", work, threads, repeats, tag="cur", **cluster)
+        gpu = run_median("ours_cluster", work, threads, repeats, tag="cur", use_gpu=True, **cluster) if run_gpu else None
+        reference = run_median("reference_cluster", work, threads, repeats, tag="cur", **cluster) if run_reference else None
         refined = run_median("ours_refine", work, threads, repeats, alpha=args.alpha) if run_refine else None
         plain = run_child("plain_hdbscan", work, threads, seed=0) if run_plain else None
 
@@ -325,7 +362,7 @@ def main():
 
     for result in (ours, gpu, reference):
         if result:
-            result["total_s"] = result["jaccard_s"] + result["dbscan_s"]
+            result["total_s"] = result["jaccard_s"] + result["source_s"] + result["dbscan_s"]
     print_table(ours, gpu, reference)
     speedup = reference["total_s"] / ours["total_s"] if reference else None
     print(f"\npeak RSS, ours (Jaccard + DBSCAN process): {ours['peak_rss_gb']:.2f} GB "
