@@ -19,8 +19,8 @@ import time
 import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from fastreid_slr.refine import SLRRefiner, cluster_dbscan, jaccard_distance
-from fastreid_slr.refine.quality import label_quality
+from slr_refine import SLRRefiner, cluster_dbscan, jaccard_distance
+from slr_refine.quality import label_quality
 from pseudo_labels import synthetic_features
 
 

@@ -6,9 +6,8 @@
 D=4,096 is what the teacher gives: two 2,048-d branches, concatenated. Synthetic teacher features
 (identities in families of look-alikes, camera offsets, per-identity noise, ambiguous images) for
 two consecutive epochs. Each measured step runs in its own process, so one step's peak RSS (the
-kernel's VmHWM high-water mark) cannot leak into another's; our processes import
-``fastreid_slr.refine`` without the package's ``__init__`` (which loads torch and fast-reid,
-~0.9 GB) because the framework-free module is what is measured. Numba kernels are compiled (or
+kernel's VmHWM high-water mark) cannot leak into another's; our processes import only the
+framework-free engine ``slr_refine`` (no torch, no fast-reid: ~0.9 GB less). Numba kernels are compiled (or
 loaded from cache), and a GPU index's CUDA context made, on a tiny input before the clock starts.
 
 Fair timing: every process, ours and the reference, gets the same ``--threads`` (OpenMP, BLAS,
@@ -25,7 +24,6 @@ Last line: ``speedup_vs_reference=<x> labels_identical=<bool> gpu_labels_identic
 refine_share=<f> peak_rss_gb=<GB>``; ``--json PATH`` writes every number.
 """
 import argparse
-import importlib
 import json
 import os
 import pathlib
@@ -34,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import warnings
 
 import numpy as np
@@ -88,14 +85,6 @@ def synthetic_features(n, dim, n_ids, epoch, seed=0, improvement=0.9, n_cameras=
 
 # ---------------------------------------------------------------- child processes (one step each)
 
-def _import_refine():
-    """``fastreid_slr.refine`` without running ``fastreid_slr/__init__`` (torch, fast-reid)."""
-    package = types.ModuleType("fastreid_slr")
-    package.__path__ = [str(REPO / "fastreid_slr")]
-    sys.modules["fastreid_slr"] = package
-    return importlib.import_module("fastreid_slr.refine")
-
-
 def _faiss_threads():
     """faiss's OpenMP pool, sized like every other pool of this process (``OMP_NUM_THREADS``)."""
     import faiss
@@ -126,7 +115,7 @@ def child_ours_cluster(work, tag, eps, use_gpu=False, source_weight=0.0):
     the kNN on GPU 0 with use_gpu."""
     import scipy.sparse as sp
 
-    refine = _import_refine()
+    import slr_refine as refine
     _faiss_threads()
     name = "ours_gpu" if use_gpu else "ours"
     features = np.load(work / f"features_{tag}.npy")
@@ -210,7 +199,7 @@ def child_reference_cluster(work, tag, eps, source_weight=0.0):
 def child_ours_refine(work, alpha):
     import scipy.sparse as sp
 
-    refine = _import_refine()
+    import slr_refine as refine
     prev, cur = np.load(work / "labels_ours_prev.npy"), np.load(work / "labels_ours_cur.npy")
     warm_up = refine.SLRRefiner()
     warm_up.step(np.arange(40) % 5)
@@ -230,7 +219,7 @@ def child_ours_refine(work, alpha):
 def child_plain_hdbscan(work, seed):
     import scipy.sparse as sp
 
-    refine = _import_refine()
+    import slr_refine as refine
     soft = sp.load_npz(work / "soft_labels.npz")
     start = time.perf_counter()
     plain = refine.harden(soft, plain_hdbscan=True)

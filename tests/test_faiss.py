@@ -10,7 +10,7 @@ import pytest
 import fastreid_slr
 from fastreid_slr import faiss_install
 from fastreid_slr.engine import pseudo_labels
-from fastreid_slr.refine import distance, knn
+from slr_refine import distance, knn
 
 
 def test_faiss_build_names_the_one_distribution_behind_import_faiss():
@@ -108,7 +108,7 @@ def test_pseudo_labels_search_on_this_ranks_gpu_after_releasing_torchs_cache(mon
         return real_jaccard(features, k1=kwargs["k1"], k2=kwargs["k2"])
 
     monkeypatch.setattr(pseudo_labels, "jaccard_distance", jaccard)
-    from fastreid_slr.refine import SLRRefiner
+    from slr_refine import SLRRefiner
 
     labeler = pseudo_labels.PseudoLabeler(refiner=SLRRefiner(enabled=False), k1=10, k2=3, source_weight=0,
                                           use_gpu=True)

@@ -8,7 +8,7 @@ import pytest
 
 import fastreid_slr  # noqa: F401
 from fastreid_slr.engine import SLRTrainer, check_adaptation_config, ensure_source_weights
-from fastreid_slr.refine import SLRRefiner
+from slr_refine import SLRRefiner
 from tiny import tiny_slr_cfg
 
 

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from fastreid_slr.refine import cluster_dbscan, cluster_hdbscan, eps_from_rho, jaccard_distance, to_dense_distance
+from slr_refine import cluster_dbscan, cluster_hdbscan, eps_from_rho, jaccard_distance, to_dense_distance
 
 
 def features(seed, n=600, dim=16, n_ids=40, noise=0.9):

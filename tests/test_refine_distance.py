@@ -5,7 +5,7 @@ import torch
 
 import fastreid_slr  # noqa: F401  (fast-reid compat patches before fastreid is used)
 from fastreid.utils.compute_dist import compute_jaccard_distance
-from fastreid_slr.refine import jaccard_distance, knn, normalize_features, to_dense_distance
+from slr_refine import jaccard_distance, knn, normalize_features, to_dense_distance
 
 
 def clustered_features(seed, n, dim, n_ids, noise):

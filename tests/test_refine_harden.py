@@ -7,8 +7,8 @@ from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import KDTree
 
-from fastreid_slr.refine import HARDEN_METHODS, harden, refine_soft_labels
-from fastreid_slr.refine.harden import _spanning_tree_of_duplicated_rows
+from slr_refine import HARDEN_METHODS, harden, refine_soft_labels
+from slr_refine.harden import _spanning_tree_of_duplicated_rows
 
 
 def noisy_labels(rng, truth, n_ids, flip=0.1, outliers=0.06):

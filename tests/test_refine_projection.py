@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastreid_slr.refine import NORMALIZATIONS, iou_projection, refine_soft_labels, relabel_contiguous
+from slr_refine import NORMALIZATIONS, iou_projection, refine_soft_labels, relabel_contiguous
 
 
 def brute_iou(prev, cur):

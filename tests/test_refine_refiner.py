@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastreid_slr.refine import SLRRefiner, harden, iou_projection, relabel_contiguous
+from slr_refine import SLRRefiner, harden, iou_projection, relabel_contiguous
 from test_refine_projection import brute_soft_labels
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
 
-from fastreid_slr.refine import (AbsentPairs, add_source_term, cluster_dbscan, cluster_hdbscan, eps_from_rho,
+from slr_refine import (AbsentPairs, add_source_term, cluster_dbscan, cluster_hdbscan, eps_from_rho,
                                  jaccard_distance, normalize_features, source_distances, to_dense_distance)
 
 
@@ -96,7 +96,7 @@ def test_absent_pairs_floor_and_defaults():
 def test_hdbscan_module_d_takes_the_jaccard_distance_only():
     """The pseudo-labeler refuses HDBSCAN with a source term (its MST needs constant absent pairs)."""
     from fastreid_slr.engine import PseudoLabeler
-    from fastreid_slr.refine import SLRRefiner
+    from slr_refine import SLRRefiner
 
     with pytest.raises(ValueError, match="SOURCE_WEIGHT"):
         PseudoLabeler(refiner=SLRRefiner(), method="hdbscan", source_weight=0.1)

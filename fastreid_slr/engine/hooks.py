@@ -10,7 +10,7 @@ from fastreid.engine.train_loop import HookBase
 from fastreid.evaluation.testing import flatten_results_dict
 from fastreid.utils import comm
 
-from ..refine.quality import label_quality
+from slr_refine.quality import label_quality
 from .pseudo_labels import PseudoLabeler
 
 logger = logging.getLogger(__name__)

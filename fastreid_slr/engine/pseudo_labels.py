@@ -8,10 +8,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..faiss_install import faiss_gpu_device
-from ..refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, add_source_term, cluster_dbscan,
+from slr_refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, add_source_term, cluster_dbscan,
                       cluster_hdbscan, eps_from_rho, jaccard_distance, source_distances)
-from ..refine.distance import JACCARD_ABSENT
-from ..refine.refiner import PREV_SOURCES
+from slr_refine.distance import JACCARD_ABSENT
+from slr_refine.refiner import PREV_SOURCES
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 try:
     import faiss
 except ImportError as exc:  # the package's own faiss check cannot be imported from here (framework-free)
-    raise ImportError(f"fastreid_slr.refine needs faiss ({exc}): pip install faiss-cpu, or faiss-gpu on a "
+    raise ImportError(f"slr_refine needs faiss ({exc}): pip install faiss-cpu, or faiss-gpu on a "
                       f"CUDA machine (never both)") from exc
 
 
