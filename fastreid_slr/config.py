@@ -71,6 +71,9 @@ def add_slr_config(cfg):
     _C.SLR.PRETRAIN.TRI_MARGIN = 0.0
     # Stage 1: forward the batch's "target_images" without loss to adapt BN statistics (ABMT, §3.1).
     _C.SLR.PRETRAIN.TARGET_BN = True
+    # Datasets whose train images are those target images. Empty: the adaptation's DATASETS.NAMES
+    # (a direct SLR.MODE "pretrain" run with TARGET_BN must name them).
+    _C.SLR.PRETRAIN.TARGET_DATASETS = ()
 
     # ------------------------------------------------------------------ pseudo-labels (clustering, SLR refinement)
     # Stage 2 trains DATASETS.NAMES (the target's train split, its labels never used) and tests

@@ -2,16 +2,17 @@
 final and best ones), and --resume gets past a last checkpoint that does not load."""
 import logging
 import os
+import pickle
+import re
 import types
 
 import pytest
 import torch
 
 import fastreid_slr  # noqa: F401  (compat patches first)
-from fastreid_slr.compat import UnreadableCheckpoint
-from fastreid_slr.engine import SLRTrainer
-from fastreid_slr.engine.checkpoints import KeepLastCheckpoints, epoch_checkpoints
-from tiny import tiny_slr_cfg
+from fastreid_slr.engine import SLRCheckpointer, SLRTrainer, UnreadableCheckpoint
+from fastreid_slr.engine.checkpointer import KeepLastCheckpoints, epoch_checkpoints
+from tiny import tiny_baseline_cfg, tiny_slr_cfg
 
 
 def _touch(folder, *names):
@@ -65,7 +66,7 @@ def test_stage_two_prunes_then_resume_falls_back_past_a_truncated_checkpoint(sou
     data = (tmp_path / "model_0002.pth").read_bytes()
     (tmp_path / "model_0002.pth").write_bytes(data[: len(data) // 2])
 
-    logger = logging.getLogger("fastreid_slr.engine.checkpoints")  # "fastreid_slr" may not propagate
+    logger = logging.getLogger("fastreid_slr.engine.checkpointer")  # "fastreid_slr" may not propagate
     logger.addHandler(caplog.handler)
     try:
         trainer = _trainer(tmp_path, source_weights, resume=True)
@@ -84,3 +85,50 @@ def test_stage_two_prunes_then_resume_falls_back_past_a_truncated_checkpoint(sou
     (tmp_path / "model_0001.pth").write_bytes(b"")  # nothing left that loads: say so, naming the files
     with pytest.raises(UnreadableCheckpoint, match="no checkpoint in .* loads \\(tried model_0002.pth, model_0001.pth\\)"):
         _trainer(tmp_path, source_weights, resume=True)
+
+
+# --------------------------------------------------------------------------- safe, named loading
+def _checkpointer(cfg, save_dir):
+    from fastreid.engine import DefaultTrainer
+
+    model = DefaultTrainer.build_model(cfg)
+    optimizer, _ = DefaultTrainer.build_optimizer(cfg, model)
+    schedulers = DefaultTrainer.build_lr_scheduler(cfg, optimizer, iters_per_epoch=10)
+    return model, SLRCheckpointer(model, str(save_dir), optimizer=optimizer, **schedulers)
+
+
+def test_checkpoint_resume_with_weights_only(tmp_path):
+    cfg = tiny_baseline_cfg(num_classes=4)
+    cfg.SOLVER.WARMUP_ITERS = 5  # a warm-up scheduler and a MultiStepLR (Counter milestones)
+    model, checkpointer = _checkpointer(cfg, tmp_path)
+    checkpointer.save("model_0001", epoch=1)
+    torch.load(tmp_path / "model_0001.pth", weights_only=True)  # safe loading, no exception
+
+    fresh, fresh_checkpointer = _checkpointer(cfg, tmp_path)
+    state = fresh_checkpointer.resume_or_load("", resume=True)
+    assert state["epoch"] == 1
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.getcwd, ())  # harmless, but code that runs on load
+
+
+def test_crafted_checkpoint_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch's default turned unsafe
+    path = tmp_path / "evil.pth"
+    torch.save({"model": _Exploit()}, path)
+    with pytest.raises(UnreadableCheckpoint, match="evil.pth: UnpicklingError") as info:
+        SLRCheckpointer(torch.nn.Linear(1, 1))._load_file(str(path))
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
+
+
+def test_truncated_checkpoint_error_names_the_file(tmp_path):
+    """torch's own error ("PytorchStreamReader failed reading zip archive") names no file."""
+    SLRCheckpointer(torch.nn.Linear(3, 2), str(tmp_path)).save("model_0003")
+    path = tmp_path / "model_0003.pth"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UnreadableCheckpoint, match=re.escape(f"Cannot load checkpoint {path}: RuntimeError")):
+        SLRCheckpointer(torch.nn.Linear(3, 2)).load(str(path))

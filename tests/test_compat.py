@@ -1,8 +1,6 @@
-"""One test per compat patch; each fails when its patch is removed."""
+"""One test per compat patch; each fails when its patch is removed (``compat.undo`` shows it)."""
 import logging
 import os
-import pickle
-import re
 import subprocess
 import threading
 
@@ -16,10 +14,42 @@ from fastreid_slr import compat
 from tiny import random_batch, tiny_baseline_cfg
 
 
+def _plugin_code(value) -> bool:
+    """Written in this plugin (functools.wraps copies fast-reid's names, not its code)."""
+    code = getattr(getattr(value, "func", value), "__code__", None)  # functions, partials
+    if code is not None:
+        return f"{os.sep}fastreid_slr{os.sep}" in code.co_filename
+    return "fastreid_slr" in getattr(value, "__module__", "") + getattr(value, "__name__", "")
+
+
 def test_every_patch_applied_once_and_idempotent():
+    """Every patch ran; applying again wraps nothing twice (each recorded original is fast-reid's,
+    not one of ours); undo restores fast-reid, and applying again patches it again."""
+    from fastreid.engine.train_loop import AMPTrainer
+
     first = compat.applied_patches()
-    assert set(first) == set(compat._PATCHES)
-    assert compat.apply_all() == first  # a second call changes nothing
+    assert set(first) == set(compat._PATCHES) and all(first.values())  # all needed on this install
+    replaced = list(compat._ORIGINALS.values())
+    assert compat.apply_all() == first
+    assert list(compat._ORIGINALS.values()) == replaced
+    for owner, name, value, _ in replaced:
+        assert _plugin_code(getattr(owner, name)), (owner, name)
+        assert not _plugin_code(value), f"{name}: the recorded original is one of our own wrappers"
+    try:
+        compat.undo()
+        assert not _plugin_code(AMPTrainer.run_step)
+        assert compat.applied_patches() == {}
+    finally:
+        compat.apply_all()
+    assert _plugin_code(AMPTrainer.run_step) and compat.applied_patches() == first
+
+
+def test_refuses_another_fastreid_release(monkeypatch):
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.3.0")
+    with pytest.raises(RuntimeError, match="fastreid 1.4.0 .* fastreid 1.3.0 is installed"):
+        compat._check_fastreid_version()
 
 
 def test_torch_six_and_collections_mapping():
@@ -75,15 +105,15 @@ def test_prefetch_thread_crash_surfaces_instead_of_hanging():
     assert outcome.get("error") == "cannot read image 5"
 
 
-def test_test_loader_uses_configured_workers():
-    from fastreid.data import build_reid_test_loader
-    from fastreid.data.common import CommDataset
+def test_plugin_test_loader_uses_configured_workers():
+    """fast-reid's test loader always starts 4 workers; the plugin's trainers use DATALOADER.NUM_WORKERS."""
+    from fastreid_slr.engine import PluginTrainer
+    from tiny import tiny_slr_cfg
 
-    cfg = tiny_baseline_cfg()
+    cfg = tiny_slr_cfg("/tmp/unused", "/tmp/unused")
     cfg.DATALOADER.NUM_WORKERS = 0
-    test_set = CommDataset([("x.png", 0, 0)], transform=None, relabel=False)
-    loader, num_query = build_reid_test_loader(cfg, test_set=test_set, num_query=1)
-    assert loader.num_workers == 0 and num_query == 1
+    loader, num_query = PluginTrainer.build_test_loader(cfg, "ProceduralB")
+    assert loader.num_workers == 0 and 0 < num_query < len(loader.dataset)
 
 
 def test_random_affine_builds():
@@ -174,70 +204,10 @@ def test_evaluator_never_runs_make_or_exits(monkeypatch, caplog):
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
     with caplog.at_level(logging.WARNING):
-        compat._CYTHON_WARNED.clear()
+        compat.enablement._CYTHON_WARNED.clear()
         reid_evaluation.compile_helper()
     assert calls == []
     assert "Python one" in caplog.text
-
-
-def test_jaccard_runs_on_cpu():
-    from fastreid.utils.compute_dist import compute_jaccard_distance
-
-    features = torch.nn.functional.normalize(torch.randn(40, 8), dim=1)
-    dist = compute_jaccard_distance(features, k1=6, k2=2)
-    assert dist.shape == (40, 40)
-    assert np.allclose(np.diag(dist), 0, atol=1e-6) and (dist >= 0).all() and (dist <= 1).all()
-
-
-def _checkpointer(cfg, save_dir):
-    from fastreid.engine import DefaultTrainer
-    from fastreid.utils.checkpoint import Checkpointer
-
-    model = DefaultTrainer.build_model(cfg)
-    optimizer, _ = DefaultTrainer.build_optimizer(cfg, model)
-    schedulers = DefaultTrainer.build_lr_scheduler(cfg, optimizer, iters_per_epoch=10)
-    return model, Checkpointer(model, str(save_dir), optimizer=optimizer, **schedulers)
-
-
-def test_checkpoint_resume_with_weights_only(tmp_path):
-    cfg = tiny_baseline_cfg(num_classes=4)
-    cfg.SOLVER.WARMUP_ITERS = 5  # a warm-up scheduler and a MultiStepLR (Counter milestones)
-    model, checkpointer = _checkpointer(cfg, tmp_path)
-    checkpointer.save("model_0001", epoch=1)
-    torch.load(tmp_path / "model_0001.pth", weights_only=True)  # safe loading, no exception
-
-    fresh, fresh_checkpointer = _checkpointer(cfg, tmp_path)
-    state = fresh_checkpointer.resume_or_load("", resume=True)
-    assert state["epoch"] == 1
-    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
-        assert torch.equal(a, b), name
-
-
-class _Exploit:
-    def __reduce__(self):
-        return (os.getcwd, ())  # harmless, but code that runs on load
-
-
-def test_crafted_checkpoint_is_refused(tmp_path, monkeypatch):
-    from fastreid.utils.checkpoint import Checkpointer
-
-    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch's default turned unsafe
-    path = tmp_path / "evil.pth"
-    torch.save({"model": _Exploit()}, path)
-    with pytest.raises(compat.UnreadableCheckpoint, match="evil.pth: UnpicklingError") as info:
-        Checkpointer(torch.nn.Linear(1, 1))._load_file(str(path))
-    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
-
-
-def test_truncated_checkpoint_error_names_the_file(tmp_path):
-    """torch's own error ("PytorchStreamReader failed reading zip archive") names no file."""
-    from fastreid.utils.checkpoint import Checkpointer
-
-    Checkpointer(torch.nn.Linear(3, 2), str(tmp_path)).save("model_0003")
-    path = tmp_path / "model_0003.pth"
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(compat.UnreadableCheckpoint, match=re.escape(f"Cannot load checkpoint {path}: RuntimeError")):
-        Checkpointer(torch.nn.Linear(3, 2)).load(str(path))
 
 
 def test_pretrained_weights_offline_fail_fast_then_load(tmp_path, monkeypatch):
@@ -260,14 +230,16 @@ def test_pretrained_weights_offline_fail_fast_then_load(tmp_path, monkeypatch):
     assert torch.all(model.backbone.conv1.weight == 0.5)
 
 
-@pytest.mark.parametrize("name", ["Market1501", "DukeMTMC", "PersonX"])
-def test_missing_dataset_names_path_and_env(name, tmp_path):
-    from fastreid.data.datasets import DATASET_REGISTRY
+def test_regnet_and_effnet_build_from_any_working_directory(tmp_path, monkeypatch):
+    """They open their YAML files by a path relative to a fast-reid checkout."""
+    from fastreid.modeling.backbones import build_backbone
 
-    with pytest.raises(FileNotFoundError) as info:
-        DATASET_REGISTRY.get(name)(root=str(tmp_path))
-    message = str(info.value)
-    assert name in message and str(tmp_path) in message and "FASTREID_DATASETS" in message
+    monkeypatch.chdir(tmp_path)
+    for name, depth in (("build_regnet_backbone", "200x"), ("build_effnet_backbone", "b0")):
+        cfg = tiny_baseline_cfg()
+        cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.DEPTH = name, depth
+        with torch.no_grad():
+            assert build_backbone(cfg).eval()(torch.rand(1, 3, 64, 32)).dim() == 4
 
 
 def test_metric_printer_writes_twice_at_one_iteration():

@@ -45,7 +45,7 @@ def _recording_main(args):
     training, this rank's state into ``$FASTREID_SLR_TEST_DUMP/rank<r>.json``."""
     train_net = _load_train_net()
     from fastreid.utils import comm
-    from fastreid_slr.engine.hooks import unwrap
+    from fastreid_slr.utils import unwrap
 
     epochs = []
 
@@ -108,18 +108,17 @@ def _opts(source_weights, output_dir):
 def _single_process_evaluation(opts, weights):
     """What ``tools/train_net.py --eval-only`` reports for ``weights``, in this process."""
     from fastreid.config import get_cfg
-    from fastreid.engine import DefaultTrainer
-    from fastreid.utils.checkpoint import Checkpointer
+    from fastreid_slr.engine import PluginTrainer, SLRCheckpointer
     from fastreid_slr import add_slr_config
-    from fastreid_slr.engine.hooks import numeric_results
+    from fastreid_slr.utils import numeric_results
 
     cfg = add_slr_config(get_cfg())
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list([str(x) for kv in opts.items() for x in kv])
     cfg.MODEL.BACKBONE.PRETRAIN = False
-    model = DefaultTrainer.build_model(cfg)
-    Checkpointer(model).load(weights)
-    return numeric_results(DefaultTrainer.test(cfg, model))
+    model = PluginTrainer.build_model(cfg)
+    SLRCheckpointer(model).load(weights)
+    return numeric_results(PluginTrainer.test(cfg, model))
 
 
 def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, tmp_path):

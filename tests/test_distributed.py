@@ -65,7 +65,7 @@ def fake_two_gpus(monkeypatch):
 
 def _worker(calls, *command_line, num_gpus=2):
     args = default_argument_parser().parse_args(["--config-file", *command_line])
-    compat._distributed_worker(1, lambda a: calls.append(("main",)), num_gpus, num_gpus, 0, "tcp://127.0.0.1:1", (args,))
+    compat.enablement._distributed_worker(1, lambda a: calls.append(("main",)), num_gpus, num_gpus, 0, "tcp://127.0.0.1:1", (args,))
 
 
 def test_cpu_config_gets_gloo_on_a_gpu_host(fake_two_gpus):

@@ -1,9 +1,9 @@
 """Faults: every failure names its culprit, and a killed run resumes.
 
-- checkpoints and ``last_checkpoint`` are written atomically (compat ``atomic_checkpoints``): a
-  run killed mid-save resumes from the last complete checkpoint, and no truncated file is left;
-- an unreadable image names its file (compat ``image_errors_name_file``), without hanging;
-- a non-finite loss names the epoch and the iteration (compat ``nan_loss_names_epoch``);
+- checkpoints and ``last_checkpoint`` are written atomically (``SLRCheckpointer``): a run killed
+  mid-save resumes from the last complete checkpoint, and no truncated file is left;
+- an unreadable image names its file (``NamedFileDataset``), without hanging;
+- a non-finite loss names the epoch and the iteration (``PluginTrainer``);
 - a degenerate clustering stops the first epoch naming ``SLR.CLUSTER.EPS`` / ``RHO``, and a later one keeps
   the previous epoch's labels with a warning.
 """
@@ -20,9 +20,8 @@ import pytest
 import torch
 
 import fastreid_slr  # noqa: F401  (compat patches first)
-from fastreid.data.common import CommDataset
-from fastreid.utils.checkpoint import Checkpointer
-from fastreid_slr.engine import PseudoLabeler, PseudoLabels, SLRTrainer
+from fastreid_slr.data.common import NamedFileDataset
+from fastreid_slr.engine import PseudoLabeler, PseudoLabels, SLRCheckpointer, SLRTrainer
 from tiny import REPO, tiny_slr_cfg
 
 
@@ -51,7 +50,7 @@ def _half_then_die(real_save):
 
 def test_interrupted_checkpoint_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     model = torch.nn.Linear(3, 2)
-    checkpointer = Checkpointer(model, str(tmp_path))
+    checkpointer = SLRCheckpointer(model, str(tmp_path))
     checkpointer.save("model_0000")
     before = (tmp_path / "model_0000.pth").read_bytes()
 
@@ -66,7 +65,7 @@ def test_interrupted_checkpoint_save_leaves_previous_checkpoint_intact(tmp_path,
     assert not (tmp_path / "model_0001.pth").exists()
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000.pth"
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000.pth"]  # no temporary left
-    assert Checkpointer(torch.nn.Linear(3, 2), str(tmp_path)).get_checkpoint_file() == \
+    assert SLRCheckpointer(torch.nn.Linear(3, 2), str(tmp_path)).get_checkpoint_file() == \
         str(tmp_path / "model_0000.pth")
 
     (tmp_path / ".model_0001.pth.tmp").write_bytes(b"half")  # what a SIGKILL mid-save leaves
@@ -75,7 +74,7 @@ def test_interrupted_checkpoint_save_leaves_previous_checkpoint_intact(tmp_path,
 
 
 def test_interrupted_last_checkpoint_tag_keeps_the_old_tag(tmp_path, monkeypatch):
-    checkpointer = Checkpointer(torch.nn.Linear(3, 2), str(tmp_path))
+    checkpointer = SLRCheckpointer(torch.nn.Linear(3, 2), str(tmp_path))
     checkpointer.save("model_0000")
     real_open = open
 
@@ -142,7 +141,7 @@ def test_corrupt_image_error_names_the_file(tmp_path, damage, num_workers):
     items = [(str(good), 1, 0), (str(good), 1, 0), (str(bad), 2, 0), (str(good), 1, 0)]
 
     cfg = tiny_slr_cfg(tmp_path / "out", tmp_path / "source")
-    dataset = CommDataset(items, build_transforms(cfg, is_train=False), relabel=False)
+    dataset = NamedFileDataset(items, build_transforms(cfg, is_train=False), relabel=False)
     loader, _ = build_reid_test_loader(test_set=dataset, test_batch_size=2, num_query=0,
                                        num_workers=num_workers)
     error = _iterate_with_deadline(loader)

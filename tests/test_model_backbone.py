@@ -8,7 +8,6 @@ from fastreid.config import get_cfg
 from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.backbones.resnet import BasicBlock, Bottleneck, build_resnet_backbone
 from fastreid_slr import add_slr_config
-from fastreid_slr.modeling.dual_backbone import DualResNet
 
 
 def backbone_cfg(depth="18x", **backbone):
@@ -92,7 +91,42 @@ def test_imagenet_weights_from_the_torch_cache_when_no_path(tmp_path, monkeypatc
 def test_missing_weights_say_which_file(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere.pth"
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
-        DualResNet(backbone_cfg("18x", PRETRAIN=True, PRETRAIN_PATH=str(missing)))
+        build_backbone(backbone_cfg("18x", PRETRAIN=True, PRETRAIN_PATH=str(missing)))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="resnet18_ibn_a-2f571257.pth"):
-        DualResNet(backbone_cfg("18x", PRETRAIN=True, WITH_IBN=True))
+        build_backbone(backbone_cfg("18x", PRETRAIN=True, WITH_IBN=True))
+
+
+@pytest.mark.parametrize("depth, ibn", [("18x", False), ("50x", True)])
+def test_built_from_fastreids_own_resnet_same_weights_and_outputs(depth, ibn):
+    """Same seed: the trunk and branch A are fast-reid's ResNet exactly (weights and output); branch
+    B starts as a copy of its stage 4, followed by the extra block."""
+    cfg = backbone_cfg(depth, WITH_IBN=ibn)
+    torch.manual_seed(0)
+    dual = build_backbone(cfg).eval()
+    torch.manual_seed(0)
+    reference = build_resnet_backbone(cfg).eval()
+    reference_state = reference.state_dict()
+    dual_state = dual.state_dict()
+    for key, value in reference_state.items():
+        assert torch.equal(dual_state[key], value), key
+        if key.startswith("layer4."):
+            assert torch.equal(dual_state["layer4_b." + key[len("layer4."):]], value), key
+    assert set(dual_state) - set(reference_state) == {k for k in dual_state if k.startswith(("layer4_b.", "extra_b."))}
+    images = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        a, b = dual(images)
+        torch.testing.assert_close(a, reference(images), rtol=0, atol=0)
+        torch.testing.assert_close(b, dual.extra_b(reference.layer4(_trunk(reference, images))), rtol=0, atol=0)
+
+
+def _trunk(resnet, x):
+    """Stages 1-3 of fast-reid's ResNet, its non-local blocks included."""
+    x = resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x))))
+    for k in (1, 2, 3):
+        nl_index = getattr(resnet, f"NL_{k}_idx")
+        for i, block in enumerate(getattr(resnet, f"layer{k}")):
+            x = block(x)
+            if i in nl_index:
+                x = getattr(resnet, f"NL_{k}")[nl_index.index(i)](x)
+    return x

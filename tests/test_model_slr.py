@@ -5,6 +5,8 @@ one module-wide model, and only the tests about construction itself build more.
 """
 import copy
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +17,7 @@ from fastreid.config import get_cfg
 from fastreid.evaluation.reid_evaluation import ReidEvaluator
 from fastreid.modeling import build_model
 from fastreid.solver import build_optimizer
-from fastreid.utils.checkpoint import Checkpointer
+from fastreid_slr.engine import SLRCheckpointer
 from fastreid_slr import add_slr_config
 from fastreid_slr.modeling import SLR, BranchHead, TeacherEMA
 
@@ -228,10 +230,10 @@ def test_ema_follows_replaced_classifiers_and_loaded_steps(model, tmp_path):
     model.update_teacher()  # momentum min(1 - 1/2, 0.999) = 0.5
     torch.testing.assert_close(model.teacher.heads[0].classifier.weight, before + 0.5)
 
-    Checkpointer(model, str(tmp_path)).save("model_0000")
+    SLRCheckpointer(model, str(tmp_path)).save("model_0000")
     model.update_teacher()
     model.update_teacher()
-    Checkpointer(model).load(str(tmp_path / "model_0000.pth"))  # back to ema_step 2
+    SLRCheckpointer(model).load(str(tmp_path / "model_0000.pth"))  # back to ema_step 2
     assert int(model.ema_step) == 2
     before = model.teacher.heads[0].classifier.weight.clone()
     student = model.student.heads[0].classifier.weight.detach().clone()
@@ -313,12 +315,12 @@ def test_checkpoint_round_trip_restores_student_teacher_and_classifier_size(mode
     model(make_batch())
     model.update_teacher()
     model.update_teacher()
-    Checkpointer(model, str(tmp_path)).save("model_final")
+    SLRCheckpointer(model, str(tmp_path)).save("model_final")
     path = tmp_path / "model_final.pth"
     torch.load(path, weights_only=True)
 
     fresh = build_model(slr_cfg(num_classes=3))
-    Checkpointer(fresh).load(str(path))
+    SLRCheckpointer(fresh).load(str(path))
     assert fresh.num_classes == 7 and int(fresh.ema_step) == 2
     saved, loaded = model.state_dict(), fresh.state_dict()
     assert saved.keys() == loaded.keys()
@@ -328,12 +330,32 @@ def test_checkpoint_round_trip_restores_student_teacher_and_classifier_size(mode
     assert fresh.student.heads[0].classifier.weight.requires_grad
 
 
+def test_checkpoints_of_any_size_share_keys_and_old_weight_k_files_still_load(model, tmp_path):
+    """The classifier is a plain ``weight`` whatever its size; files that named it ``weight_k<K>``
+    (releases before the checkpointer sized models) load the same."""
+    model.reset_classifiers(7, torch.randn(7, 1024))
+    SLRCheckpointer(model, str(tmp_path)).save("seven")
+    model.reset_classifiers(4, torch.randn(4, 1024))
+    SLRCheckpointer(model, str(tmp_path)).save("four")
+    seven = torch.load(tmp_path / "seven.pth", weights_only=True)["model"]
+    assert seven.keys() == torch.load(tmp_path / "four.pth", weights_only=True)["model"].keys()
+    assert seven["teacher.heads.1.classifier.weight"].shape[0] == 7
+
+    legacy = {re.sub(r"classifier\.weight$", "classifier.weight_k7", k): v for k, v in seven.items()}
+    assert sum(k.endswith("weight_k7") for k in legacy) == 4
+    torch.save({"model": legacy}, tmp_path / "legacy.pth")
+    fresh = build_model(slr_cfg(num_classes=3))
+    SLRCheckpointer(fresh).load(str(tmp_path / "legacy.pth"))
+    assert fresh.num_classes == 7
+    assert all(torch.equal(v, seven[k]) for k, v in fresh.state_dict().items())
+
+
 def test_pretrain_checkpoint_starts_the_teacher_as_the_student(model, tmp_path):
     pretrained = build_model(slr_cfg(num_classes=5, MODE="pretrain"))
     assert pretrained.teacher is None
-    Checkpointer(pretrained, str(tmp_path)).save("stage1")
+    SLRCheckpointer(pretrained, str(tmp_path)).save("stage1")
     adapt = model  # built with another class count and random weights
-    Checkpointer(adapt).load(str(tmp_path / "stage1.pth"))
+    SLRCheckpointer(adapt).load(str(tmp_path / "stage1.pth"))
     source = pretrained.student.state_dict()
     for net in (adapt.student, adapt.teacher):
         state = net.state_dict()

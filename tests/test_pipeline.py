@@ -123,7 +123,7 @@ def test_soft_label_supervision_reaches_the_batch(tmp_path):
     import scipy.sparse as sp
     from PIL import Image
 
-    from fastreid_slr.engine.trainer import PseudoLabelledDataset
+    from fastreid_slr.data.common import PseudoLabelledDataset
 
     paths = []
     for i in range(4):
@@ -144,7 +144,7 @@ def test_stage1_target_sampler_keeps_off_numpys_global_generator():
     from numpy's global generator: it must use its own, or a SEEDed run does not repeat."""
     import itertools
 
-    from fastreid_slr.engine.trainer import EndlessShuffle
+    from fastreid_slr.data.samplers import EndlessShuffle
 
     np.random.seed(5)
     sampler = EndlessShuffle(7)

@@ -11,7 +11,7 @@ import torch
 import fastreid_slr  # noqa: F401
 from fastreid_slr.data.samplers import CrossCameraIdentitySampler
 from fastreid_slr.engine import SourcePretrainTrainer, TeacherEMAHook, source_stage_config
-from fastreid_slr.engine.trainer import source_lr_factor
+from fastreid_slr.engine.pretraining import source_lr_factor
 from tiny import tiny_slr_cfg
 
 

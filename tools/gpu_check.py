@@ -58,7 +58,7 @@ from fastreid.utils.events import EventStorage
 from fastreid_slr import add_slr_config, faiss_build
 from fastreid_slr.data.procedural import ProceduralSpec, set_default_spec
 from fastreid_slr.engine import SLRTrainer, ensure_source_weights
-from fastreid_slr.engine.hooks import unwrap
+from fastreid_slr.utils import unwrap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "SLR", "d2m.yml")

@@ -14,14 +14,14 @@ import fastreid_slr  # noqa: F401  (applies the compat patches and registers the
 from fastreid.config import get_cfg
 from fastreid.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from fastreid.utils import comm
-from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
 from fastreid_slr import add_slr_config, faiss_build
 from fastreid_slr.data.procedural import ProceduralSpec, set_default_spec
-from fastreid_slr.engine import (SLRTrainer, SourcePretrainTrainer, check_adaptation_config, check_batch_per_rank,
-                                 ensure_source_weights, is_slr_adaptation, write_final_results)
+from fastreid_slr.engine import (PluginTrainer, SLRCheckpointer, SLRTrainer, SourcePretrainTrainer,
+                                 check_adaptation_config, check_batch_per_rank, ensure_source_weights,
+                                 is_slr_adaptation, write_final_results)
 
 logger = logging.getLogger("fastreid_slr")
 
@@ -72,9 +72,10 @@ def main(args):
     if args.eval_only:
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
-        model = DefaultTrainer.build_model(cfg)
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
-        results = DefaultTrainer.test(cfg, model)
+        evaluator = PluginTrainer if cfg.MODEL.META_ARCHITECTURE == "SLR" else DefaultTrainer
+        model = evaluator.build_model(cfg)
+        SLRCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # sizes SLR's classifiers from the file
+        results = evaluator.test(cfg, model)
         write_final_results(cfg.OUTPUT_DIR, results)
         return results
 

@@ -1,5 +1,8 @@
 """Where datasets live, and one clear error when they are not there."""
 import os
+import re
+
+_FASTREID_MISSING = re.compile(r'"(.*)" is not found')
 
 
 def datasets_root() -> str:
@@ -24,3 +27,19 @@ def require_dataset_dir(path: str, name: str, subdirs=()) -> str:
     if missing:
         raise missing_dataset_error(name, missing[0])
     return path
+
+
+def build_dataset(name: str, **kwargs):
+    """``DATASET_REGISTRY.get(name)(root=datasets_root(), **kwargs)``, with one clear error for an
+    unknown name or missing files (fast-reid's own says only ``"<path>" is not found``)."""
+    from fastreid.data.datasets import DATASET_REGISTRY
+
+    if name not in DATASET_REGISTRY._obj_map:
+        raise KeyError(f"Unknown dataset {name!r}; registered: {sorted(DATASET_REGISTRY._obj_map)}")
+    try:
+        return DATASET_REGISTRY.get(name)(root=datasets_root(), **kwargs)
+    except RuntimeError as exc:
+        missing = _FASTREID_MISSING.fullmatch(str(exc))
+        if missing is None:
+            raise
+        raise missing_dataset_error(name, missing.group(1)) from exc

@@ -1,4 +1,5 @@
-"""Cross-camera PK sampling (ABMT's batches), endless and repeatable under a seed.
+"""Samplers of the plugin's loaders, endless and repeatable under a seed: cross-camera PK batches
+(ABMT's) and plain reshuffles (stage 1's target images).
 
 A batch holds P identities × K instances. Re-ID is evaluated across cameras, so ABMT draws an
 identity's K-1 other instances from cameras other than its anchor's whenever it has any: the
@@ -14,7 +15,7 @@ from torch.utils.data import Sampler
 
 from fastreid.utils import comm
 
-__all__ = ["CrossCameraIdentitySampler"]
+__all__ = ["CrossCameraIdentitySampler", "EndlessShuffle"]
 
 
 class CrossCameraIdentitySampler(Sampler):
@@ -69,3 +70,24 @@ class CrossCameraIdentitySampler(Sampler):
         wanted = self.instances - 1
         partners = rng.choice(candidates, size=wanted, replace=candidates.size < wanted)
         return [int(members[anchor]), *map(int, partners)]
+
+
+class EndlessShuffle(Sampler):
+    """Endless reshuffles of ``range(size)``, this rank's share, from a private generator.
+
+    fast-reid's TrainingSampler draws from numpy's global generator in its loader's prefetch
+    thread; beside the source loader's identity sampler doing the same in another thread, the
+    two interleave by timing and a SEEDed stage 1 did not repeat.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.seed = comm.shared_random_seed()  # the same on every rank
+
+    def __iter__(self):
+        return itertools.islice(self._endless(), comm.get_rank(), None, comm.get_world_size())
+
+    def _endless(self):
+        rng = np.random.default_rng(self.seed)
+        while True:
+            yield from rng.permutation(self.size).tolist()

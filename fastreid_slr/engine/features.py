@@ -5,8 +5,9 @@ import time
 import numpy as np
 import torch
 from fastreid.data import build_reid_test_loader
-from fastreid.data.common import CommDataset
 from fastreid.utils import comm
+
+from ..data.common import NamedFileDataset
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 def build_feature_loader(items, transforms, batch_size: int, num_workers: int = 0):
     """Test-time loader over ``items``; fast-reid's InferenceSampler gives each rank one contiguous
     shard, so concatenating the shards in rank order restores dataset order (no padding)."""
-    loader, _ = build_reid_test_loader(test_set=CommDataset(items, transforms, relabel=False),
+    loader, _ = build_reid_test_loader(test_set=NamedFileDataset(items, transforms, relabel=False),
                                        test_batch_size=batch_size, num_query=0, num_workers=num_workers)
     return loader
 

@@ -1,29 +1,43 @@
 """Hooks of SLR adaptation: per-epoch pseudo-labels, and the teacher's EMA after every step."""
 import json
 import logging
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from fastreid.engine.train_loop import HookBase
-from fastreid.evaluation.testing import flatten_results_dict
 from fastreid.utils import comm
+from fastreid.utils.events import EventStorage
 
 from slr_refine.quality import label_quality
+
+from ..utils import numeric_results, unwrap
 from .pseudo_labels import PseudoLabeler
 
 logger = logging.getLogger(__name__)
 
 
-def numeric_results(results) -> dict:
-    """fast-reid's (possibly nested, per-dataset) evaluation results as a flat dict of floats."""
-    return {k: float(v) for k, v in flatten_results_dict(results).items() if isinstance(v, (int, float, np.number))}
+class AdaptationTrainer(Protocol):
+    """What ``PseudoLabelHook`` needs of its trainer (``SLRTrainer`` is one)."""
 
+    epoch: int
+    storage: EventStorage
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside a (Distributed)DataParallel wrapper."""
-    return getattr(model, "module", model)
+    def extract_target_features(self) -> np.ndarray:
+        """Teacher eval features of the target train set, in dataset order, on every rank."""
+
+    def extract_source_features(self) -> np.ndarray:
+        """The same for the source train set (the clustering distance's source term)."""
+
+    def train_labels_missing(self) -> bool:
+        """True while no labels were given since the trainer was built (a resume between clusterings)."""
+
+    def set_train_labels(self, labels: np.ndarray, soft_labels=None, centroids: Optional[torch.Tensor] = None):
+        """Train on ``labels`` (-1 dropped) from now on; ``centroids`` resize and seed the classifiers."""
+
+    def last_evaluation(self):
+        """The latest evaluation results, or None."""
 
 
 def _broadcast_from_main(obj):
@@ -79,8 +93,6 @@ class PseudoLabelHook(HookBase):
                  true_ids: Optional[Sequence] = None, record_path: Optional[str] = None):
         """``min_clusters``: fewer clusters cannot fill a PK batch (fast-reid's identity sampler
         would loop forever), so such an epoch counts as a degenerate clustering."""
-        if every < 1:
-            raise ValueError(f"SLR.CLUSTER_EVERY must be >= 1, got {every}")
         self.labeler = labeler
         self.num_items = num_items
         self.every = every
@@ -89,6 +101,8 @@ class PseudoLabelHook(HookBase):
         self.record_path = record_path
         self.labels: Optional[np.ndarray] = None  # the labels trained on now (for resume)
         self._evaluated = None
+
+    trainer: AdaptationTrainer
 
     def before_epoch(self):
         epoch = self.trainer.epoch
@@ -153,7 +167,7 @@ class PseudoLabelHook(HookBase):
         self._record({"epoch": epoch, **{k[len("pseudo/"):]: v for k, v in scalars.items()}})
 
     def after_epoch(self):
-        results = getattr(self.trainer, "_last_eval_results", None)
+        results = self.trainer.last_evaluation()
         if comm.is_main_process() and results and results is not self._evaluated:
             self._evaluated = results
             self._record({"epoch": self.trainer.epoch, "eval": numeric_results(results)})

@@ -7,14 +7,12 @@ import json
 import logging
 import os
 
-from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.utils import comm
 
-from ..compat import atomic_write
-from ..data.paths import datasets_root
-from .hooks import numeric_results
+from ..data.paths import build_dataset
+from ..utils import atomic_write, numeric_results
 from .pseudo_labels import PseudoLabeler
-from .trainer import SourcePretrainTrainer
+from .pretraining import SourcePretrainTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +52,7 @@ def check_adaptation_config(cfg) -> None:
     if not os.path.isfile(source_weights(cfg)) or cfg.SLR.CLUSTER.SOURCE_WEIGHT > 0:
         names |= set(cfg.SLR.SOURCE.DATASETS)
     for name in sorted(names):
-        if name not in DATASET_REGISTRY._obj_map:
-            raise KeyError(f"Unknown dataset {name!r}; registered: {sorted(DATASET_REGISTRY._obj_map)}")
-        DATASET_REGISTRY.get(name)(root=datasets_root())  # a missing dataset raises, naming the path
+        build_dataset(name)  # an unknown or missing dataset raises, naming it and the path
 
 
 def source_stage_config(cfg):
@@ -74,6 +70,8 @@ def source_stage_config(cfg):
     stage.SOLVER.BASE_LR = source.BASE_LR
     stage.SOLVER.IMS_PER_BATCH = source.IMS_PER_BATCH
     stage.SOLVER.WARMUP_ITERS = 0  # the warm-up is SourcePretrainTrainer's, in epochs (ABMT)
+    # the images whose BN statistics stage 1 adapts to: the adaptation's own target by default
+    stage.SLR.PRETRAIN.TARGET_DATASETS = tuple(cfg.SLR.PRETRAIN.TARGET_DATASETS or cfg.DATASETS.NAMES)
     stage.SOLVER.CHECKPOINT_PERIOD = 1  # a killed stage 1 resumes, losing at most an epoch
     stage.TEST.EVAL_PERIOD = source.MAX_EPOCH
     stage.INPUT.REA.ENABLED = False  # ABMT pretrains without random erasing

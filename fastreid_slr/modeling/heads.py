@@ -1,5 +1,4 @@
 """One branch's head (pooling -> BNNeck -> dynamic classifier) and the two-branch network."""
-import re
 from typing import List, NamedTuple, Sequence
 
 import torch
@@ -13,15 +12,9 @@ from fastreid.layers.weight_init import weights_init_kaiming
 class DynamicClassifier(nn.Module):
     """Bias-free linear classifier whose class count changes every epoch (paper §3.8-3.10).
 
-    Its weight is saved under ``weight_k<K>``, a key that names the class count: fast-reid's
-    Checkpointer drops every saved tensor whose shape differs from the model's under the same key,
-    so a plain ``weight`` key would lose the classifier whenever the loading model has another size.
-    With the size in the key, a different size is an "unexpected" key, which the Checkpointer passes
-    on, and loading resizes the classifier to it. A resize makes a new Parameter: an optimiser
-    built before the load must be rebuilt.
+    Its weight is an ordinary ``weight`` parameter; ``SLRCheckpointer`` sizes it from a checkpoint
+    before loading. A resize makes a new Parameter: an optimiser built before it must be rebuilt.
     """
-
-    _KEY = re.compile(r"weight_k\d+")
 
     def __init__(self, in_features: int, num_classes: int):
         super().__init__()
@@ -40,29 +33,6 @@ class DynamicClassifier(nn.Module):
         assert weight.dim() == 2 and weight.shape[1] == self.weight.shape[1], weight.shape
         self.weight = nn.Parameter(weight.detach().to(self.weight).clone(),
                                    requires_grad=self.weight.requires_grad)
-
-    def _key(self, prefix: str) -> str:
-        return f"{prefix}weight_k{self.num_classes}"
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        destination[self._key(prefix)] = self.weight if keep_vars else self.weight.detach()
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        keys = [k for k in state_dict if k.startswith(prefix) and self._KEY.fullmatch(k[len(prefix):])]
-        if not keys:
-            missing_keys.append(self._key(prefix))
-            return
-        unexpected_keys.extend(keys[1:])
-        saved = state_dict[keys[0]]
-        if saved.shape[0] != self.num_classes:
-            self.reset(torch.empty(saved.shape[0], self.weight.shape[1]))
-        if saved.shape != self.weight.shape:
-            error_msgs.append(f"size mismatch for {keys[0]}: {tuple(saved.shape)} in the checkpoint, "
-                              f"{tuple(self.weight.shape)} in the model")
-            return
-        with torch.no_grad():
-            self.weight.copy_(saved)
 
     def extra_repr(self) -> str:
         return f"in_features={self.weight.shape[1]}, num_classes={self.num_classes}, bias=False"

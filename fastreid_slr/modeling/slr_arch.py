@@ -199,6 +199,19 @@ class SLR(nn.Module):
                 head.classifier.reset(F.normalize(half, dim=1))
         self._forget_ema_pairs()
 
+    @torch.no_grad()
+    def resize_classifiers_to(self, state_dict):
+        """Give the four classifiers the class counts ``state_dict`` holds, so that it loads whole
+        (``SLRCheckpointer`` calls this before loading). A state without a teacher (stage 1's)
+        sizes the teacher like its student. Rebuild the optimiser afterwards."""
+        for net_name, net in (("student", self.student), ("teacher", self.teacher)):
+            for index, head in enumerate(net.heads if net is not None else ()):
+                key = f"heads.{index}.classifier.weight"
+                saved = state_dict.get(f"{net_name}.{key}", state_dict.get(f"student.{key}"))
+                if saved is not None and saved.shape[0] != head.classifier.num_classes:
+                    head.classifier.reset(torch.zeros(saved.shape[0], head.classifier.weight.shape[1]))
+        self._forget_ema_pairs()
+
     def _teacher_from_student_if_absent(self, state_dict, prefix, *args):
         """Loading a checkpoint without a teacher (stage 1's) starts the teacher as the student."""
         if self.teacher is None or any(k.startswith(prefix + "teacher.") for k in state_dict):

@@ -1,0 +1,142 @@
+"""Stage 2: SLR adaptation, a thin DefaultTrainer subclass that swaps its training set every epoch.
+
+fast-reid's DefaultTrainer builds one training set from ``DATASETS.NAMES`` at construction and
+keeps it. Adaptation swaps it every epoch: the pseudo-label hook calls ``set_train_labels``, which
+builds a new loader over the kept samples, and resets the optimiser in place (a fresh Adam, as
+ABMT) so every object holding it (LR scheduler hook, checkpointer) stays valid.
+"""
+import os
+
+import numpy as np
+from fastreid.data.transforms import build_transforms
+from fastreid.engine import hooks as fastreid_hooks
+from fastreid.utils import comm
+
+from ..data.common import PseudoLabelledDataset
+from ..data.loaders import build_identity_loader, load_train_items
+from ..utils import distributed_data_parallel, unwrap
+from .base import PluginTrainer
+from .features import build_feature_loader, extract_features
+from .hooks import PseudoLabelHook, TeacherEMAHook
+from .pseudo_labels import PseudoLabeler
+
+
+class _AwaitingPseudoLabels:
+    """Stands in for the train loader until the first clustering replaces it (before epoch 0).
+
+    fast-reid derives an epoch's iterations from the train loader, ``len(dataset) //
+    SOLVER.IMS_PER_BATCH``, once, at construction: this one declares ``SLR.ITERS_PER_EPOCH``
+    batches, the length of every adaptation epoch (ABMT's fixed 400), whatever the clusters keep.
+    """
+
+    class _Epoch:
+        """What fast-reid reads of a train set: its length, and a class count (until the first
+        clustering sizes the classifiers, MODEL.HEADS.NUM_CLASSES or 1)."""
+
+        def __init__(self, images: int, num_classes: int):
+            self.images, self.num_classes = images, num_classes
+
+        def __len__(self):
+            return self.images
+
+    def __init__(self, iters_per_epoch: int, batch_size: int, num_classes: int):
+        self.dataset = self._Epoch(iters_per_epoch * batch_size, num_classes)
+
+    def __iter__(self):
+        yield from ()
+        raise RuntimeError("training started before the first pseudo-labels were computed")
+
+    def shutdown(self):
+        pass
+
+
+class SLRTrainer(PluginTrainer):
+    """Stage 2: mean-teacher training on per-epoch refined pseudo-labels of ``DATASETS.NAMES``.
+
+    It is the trainer ``PseudoLabelHook`` expects (``hooks.AdaptationTrainer``): it extracts the
+    teacher's features, takes each epoch's labels, and reports the last evaluation.
+    """
+
+    def __init__(self, cfg):
+        self.target_items = load_train_items(cfg.DATASETS.NAMES)
+        super().__init__(cfg)
+        self.checkpointer.checkpointables["pseudo_labels"] = self.pseudo_label_hook
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return _AwaitingPseudoLabels(cfg.SLR.ITERS_PER_EPOCH, cfg.SOLVER.IMS_PER_BATCH, cfg.MODEL.HEADS.NUM_CLASSES or 1)
+
+    def build_hooks(self):
+        cfg = self.cfg
+        _, true_ids = np.unique([pid for _, pid, _ in self.target_items], return_inverse=True)
+        self.pseudo_label_hook = PseudoLabelHook(
+            PseudoLabeler.from_config(cfg), num_items=len(self.target_items), every=cfg.SLR.CLUSTER_EVERY,
+            # fast-reid's identity sampler fills the global batch (all ranks) from one pass over the
+            # identities; with fewer than IMS_PER_BATCH / NUM_INSTANCE clusters it can loop forever.
+            min_clusters=cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE,
+            true_ids=true_ids,
+            record_path=os.path.join(cfg.OUTPUT_DIR, "slr_epochs.jsonl") if comm.is_main_process() else None)
+        hooks = super().build_hooks()
+        # Pseudo-labels first (before_epoch); the record after fast-reid's EvalHook (after_epoch).
+        eval_at = next(i for i, h in enumerate(hooks) if isinstance(h, fastreid_hooks.EvalHook))
+        hooks.insert(eval_at + 1, self.pseudo_label_hook)
+        hooks.insert(0, TeacherEMAHook())
+        return hooks
+
+    def resume_or_load(self, resume=True):
+        """Loading may resize the classifiers (the checkpoint's cluster count): rebuild the
+        optimiser, and under DDP the wrapper, over the loaded parameters."""
+        super().resume_or_load(resume=resume)
+        self._reset_optimizer(unwrap(self.model))
+
+    # ------------------------------------------------------------------ hooks.AdaptationTrainer
+    def extract_target_features(self) -> np.ndarray:
+        loader = build_feature_loader(self.target_items, build_transforms(self.cfg, is_train=False),
+                                      self.cfg.TEST.IMS_PER_BATCH, self.cfg.DATALOADER.NUM_WORKERS)
+        return extract_features(unwrap(self.model), loader, len(self.target_items),
+                                description="teacher features of the target train set")
+
+    def extract_source_features(self) -> np.ndarray:
+        """Teacher features of the source train set (ABMT's source term; one more feature pass)."""
+        if not hasattr(self, "source_items"):
+            self.source_items = load_train_items(self.cfg.SLR.SOURCE.DATASETS)
+        loader = build_feature_loader(self.source_items, build_transforms(self.cfg, is_train=False),
+                                      self.cfg.TEST.IMS_PER_BATCH, self.cfg.DATALOADER.NUM_WORKERS)
+        return extract_features(unwrap(self.model), loader, len(self.source_items),
+                                description="teacher features of the source train set")
+
+    def train_labels_missing(self) -> bool:
+        return isinstance(self._trainer.data_loader, _AwaitingPseudoLabels)
+
+    def last_evaluation(self):
+        """fast-reid's EvalHook's latest results (None before the first evaluation)."""
+        return getattr(self, "_last_eval_results", None)
+
+    def set_train_labels(self, labels, soft_labels=None, centroids=None):
+        """Train on ``labels`` (-1 dropped) from now on: new loader; with ``centroids``, classifiers
+        resized and initialised from them; a fresh optimiser over the new parameters."""
+        model = unwrap(self.model)
+        if centroids is not None:
+            model.reset_classifiers(len(centroids), centroids.to(model.device))
+        # fast-reid's samplers draw from numpy's global generator in the loader's prefetch thread:
+        # stop the old one before the new sampler draws its seed, so a SEEDed run repeats.
+        self._trainer.data_loader.shutdown()
+        dataset = PseudoLabelledDataset(self.target_items, labels, build_transforms(self.cfg, is_train=True),
+                                        soft_labels)
+        loader = build_identity_loader(self.cfg, dataset)
+        self._trainer.data_loader = loader
+        self._trainer._data_loader_iter = iter(loader)
+        self._reset_optimizer(model)
+
+    def _reset_optimizer(self, model):
+        fresh, _ = self.build_optimizer(self.cfg, model)
+        optimizer = self._trainer.optimizer
+        optimizer.state.clear()
+        optimizer.param_groups.clear()
+        for group in fresh.param_groups:
+            optimizer.add_param_group(group)
+        if comm.get_world_size() > 1:  # DDP must see the new classifier parameters
+            self._trainer.model = distributed_data_parallel(
+                model, device_ids=[comm.get_local_rank()], broadcast_buffers=False)
+
+
