@@ -373,9 +373,11 @@ def main():
         print(f"reference: skipped (three dense N×N float32 matrices = {dense_gb:.0f} GB)")
     else:
         print("reference: skipped (--skip-reference)")
-    clustered = labels["ours_cur"] >= 0
-    print(f"DBSCAN vs truth: ARI {adjusted_rand_score(truth['cur'][clustered], labels['ours_cur'][clustered]):.3f} "
-          f"on clustered samples, {truth['cur'].max() + 1} identities")
+    from slr_refine.quality import label_quality
+
+    quality = label_quality(labels["ours_cur"], truth["cur"])
+    print(f"DBSCAN vs truth: ARI {quality['ari']:.3f} (outliers as singletons), pair precision "
+          f"{quality['pair_precision']:.3f} / recall {quality['pair_recall']:.3f}, {quality['identities']} identities")
 
     share = None
     if refined:
