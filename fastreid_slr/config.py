@@ -82,6 +82,10 @@ def add_slr_config(cfg):
     _C.SLR.CLUSTER_EVERY = 1
     # Training iterations per adaptation epoch, whatever the number of kept samples (ABMT: 400).
     _C.SLR.ITERS_PER_EPOCH = 400
+    # A control, not a method: True trains stage 2 on the target's true identities (its train split
+    # must carry them, as the procedural data and Market/Duke/PersonX file names do) instead of
+    # pseudo-labels, with everything else unchanged: the upper bound of what UDA can recover here.
+    _C.SLR.ORACLE = False
 
     _C.SLR.CLUSTER = CN()
     # Module (d) of Table 3: "dbscan" (paper) or "hdbscan" on the Jaccard distances.

@@ -154,3 +154,20 @@ def test_stage1_target_sampler_keeps_off_numpys_global_generator():
     assert first == list(itertools.islice(iter(sampler), 21))  # each pass of the loader repeats
     passes = [first[i:i + 7] for i in (0, 7, 14)]
     assert all(sorted(p) == list(range(7)) for p in passes) and passes[0] != passes[1]
+
+
+def test_oracle_control_trains_on_the_true_identities(source_dir, tmp_path, monkeypatch):
+    """SLR.ORACLE: the same stage 2 on the target's true identities (no clustering), every epoch."""
+    cfg = tiny_slr_cfg(tmp_path, source_dir, **{"SLR.ORACLE": True, "SOLVER.MAX_EPOCH": 2})
+    seen = []
+    original = SLRTrainer.set_train_labels
+    monkeypatch.setattr(SLRTrainer, "set_train_labels",
+                        lambda self, labels, soft_labels=None, centroids=None: (
+                            seen.append(labels.copy()), original(self, labels, soft_labels, centroids)))
+    trainer = _adapt(cfg)
+    trainer.train()
+    _, truth = np.unique([pid for _, pid, _ in trainer.target_items], return_inverse=True)
+    assert len(seen) == 2 and all(np.array_equal(labels, truth) for labels in seen)
+    assert trainer.model.num_classes == truth.max() + 1
+    records = [r for r in _records(tmp_path) if "ari" in r]
+    assert [r["ari"] for r in records] == [1.0, 1.0]

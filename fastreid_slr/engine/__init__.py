@@ -1,13 +1,15 @@
-"""SLR adaptation driven by fast-reid's trainer: the pseudo-label hook, trainers and stages."""
-from .hooks import AdaptationTrainer, PseudoLabelHook, TeacherEMAHook
-from .pseudo_labels import PseudoLabeler, PseudoLabels
-from .stages import (check_adaptation_config, check_batch_per_rank, ensure_source_weights, is_slr_adaptation,
-                     source_stage_config, write_final_results)
+"""SLR adaptation driven by fast-reid's trainer: the trainers of both stages, their checkpointer,
+the pseudo-label hook and its labelers, and the stage 1 -> stage 2 glue."""
 from .adaptation import SLRTrainer
 from .base import PluginTrainer
 from .checkpointer import SLRCheckpointer, UnreadableCheckpoint
+from .hooks import AdaptationTrainer, PseudoLabelHook, TeacherEMAHook
 from .pretraining import SourcePretrainTrainer
+from .pseudo_labels import PseudoLabeler, PseudoLabels, TrueIdentityLabeler
+from .stages import (check_adaptation_config, check_batch_per_rank, ensure_source_weights, is_slr_adaptation,
+                     source_stage_config, write_final_results)
 
-__all__ = ["AdaptationTrainer", "PluginTrainer", "PseudoLabelHook", "SLRCheckpointer", "UnreadableCheckpoint", "PseudoLabeler", "PseudoLabels", "SLRTrainer", "SourcePretrainTrainer",
-           "TeacherEMAHook", "check_adaptation_config", "check_batch_per_rank", "ensure_source_weights",
+__all__ = ["AdaptationTrainer", "PluginTrainer", "PseudoLabelHook", "PseudoLabeler", "PseudoLabels",
+           "SLRCheckpointer", "SLRTrainer", "SourcePretrainTrainer", "TeacherEMAHook", "TrueIdentityLabeler",
+           "UnreadableCheckpoint", "check_adaptation_config", "check_batch_per_rank", "ensure_source_weights",
            "is_slr_adaptation", "source_stage_config", "write_final_results"]

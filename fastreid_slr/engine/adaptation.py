@@ -18,7 +18,7 @@ from ..utils import distributed_data_parallel, unwrap
 from .base import PluginTrainer
 from .features import build_feature_loader, extract_features
 from .hooks import PseudoLabelHook, TeacherEMAHook
-from .pseudo_labels import PseudoLabeler
+from .pseudo_labels import PseudoLabeler, TrueIdentityLabeler
 
 
 class _AwaitingPseudoLabels:
@@ -69,8 +69,9 @@ class SLRTrainer(PluginTrainer):
     def build_hooks(self):
         cfg = self.cfg
         _, true_ids = np.unique([pid for _, pid, _ in self.target_items], return_inverse=True)
+        labeler = TrueIdentityLabeler(true_ids) if cfg.SLR.ORACLE else PseudoLabeler.from_config(cfg)
         self.pseudo_label_hook = PseudoLabelHook(
-            PseudoLabeler.from_config(cfg), num_items=len(self.target_items), every=cfg.SLR.CLUSTER_EVERY,
+            labeler, num_items=len(self.target_items), every=cfg.SLR.CLUSTER_EVERY,
             # fast-reid's identity sampler fills the global batch (all ranks) from one pass over the
             # identities; with fewer than IMS_PER_BATCH / NUM_INSTANCE clusters it can loop forever.
             min_clusters=cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE,

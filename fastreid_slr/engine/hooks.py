@@ -143,7 +143,7 @@ class PseudoLabelHook(HookBase):
     def _degenerate(self, epoch: int, stats: dict):
         """Too few clusters: keep training on the last labels, or stop with advice."""
         merged = stats["outliers_before"] < self.num_items / 2
-        radius = ("SLR.CLUSTER.RHO" if self.labeler.rho > 0 else "SLR.CLUSTER.EPS") + f" (eps now {stats['eps']:.3f})"
+        radius = f"{self.labeler.radius_key} (eps now {stats['eps']:.3f})"
         advice = (f"epoch {epoch}: clustering gave {stats['clusters_before']} clusters and "
                   f"{stats['clusters_after']} after refinement, fewer than the {self.min_clusters} a "
                   f"batch needs, with {stats['outliers_before']} outliers of {self.num_items}; "
