@@ -8,6 +8,8 @@ Modes (SLR.MODE):
   domain (SLR.PRETRAIN.TARGET_BN). There is no teacher: checkpoints hold ``student.*`` and
   ``ema_step``, and eval mode returns the student's features. Loading such a checkpoint into an
   ``"adapt"`` model initialises the teacher from the student (§3.1-3.2: both start from it).
+  The backbone is any fast-reid backbone: one returning a tuple of two maps (the dual ResNet) gives
+  each branch its own stage 4, a single-output one feeds both heads.
 - ``"adapt"`` (stage 2, pseudo-labelled target): student and teacher see the same batch; the
   losses are Eq. 6's three terms, cross-branch (§3.10). Eval mode returns the teacher's features.
 
@@ -29,6 +31,8 @@ Trainer contract:
   parameters: rebuild the optimiser afterwards (fast-reid's ``build_optimizer(cfg, model)`` walks
   the parameters again; teacher parameters have ``requires_grad=False`` and are skipped) and, under
   DDP, the DistributedDataParallel wrapper.
+- ``resize_classifiers_to(state_dict)`` before loading a checkpoint whose class count differs
+  (``SLRCheckpointer`` calls it): the four classifiers take the file's sizes, then load whole.
 - With λ1 = λ2 = 0 (a Table 5 ablation) the BNNecks and classifiers get no gradient:
   ``leaves_parameters_unused`` says so, and the plugin's DDP wrapper then searches for unused
   parameters (``find_unused_parameters``).
