@@ -25,7 +25,8 @@ def _run(tmp_path, *flags):
 
 def test_tiny_cpu_mode_runs_every_part_and_says_nothing_was_measured_on_a_gpu(tmp_path):
     done, report = _run(tmp_path, "--mode", "tiny", "--ddp", "off")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    errors = {name: part["error"] for name, part in report["parts"].items() if part.get("ok") is False}
+    assert done.returncode == 0, f"{errors}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
     machine, parts = report["machine"], report["parts"]
     assert machine["mode"] == "tiny" and machine["gpu_measured"] is False
     assert "Nothing in this report was measured on a GPU" in machine["note"]
