@@ -24,8 +24,9 @@ from fastreid_slr import add_slr_config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKBONES = {  # name -> MODEL.BACKBONE opts
     "osnet_x0_25": ["MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25"],
-    "slim_dual_x1_0": ["MODEL.BACKBONE.NAME", "build_slim_dual_backbone", "MODEL.BACKBONE.DEPTH", "x1_0"],
-    "slim_dual_x0_5": ["MODEL.BACKBONE.NAME", "build_slim_dual_backbone", "MODEL.BACKBONE.DEPTH", "x0_5"],
+    **{f"slim_dual_{depth}_ls{stride}": ["MODEL.BACKBONE.NAME", "build_slim_dual_backbone",
+                                         "MODEL.BACKBONE.DEPTH", depth, "MODEL.BACKBONE.LAST_STRIDE", stride]
+       for depth in ("x0_5", "x0_75", "x1_0") for stride in (1, 2)},
 }
 
 

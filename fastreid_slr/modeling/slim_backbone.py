@@ -25,6 +25,7 @@ from fastreid.modeling.backbones.resnet import BasicBlock, Bottleneck
 # MODEL.BACKBONE.DEPTH -> channels of (stem, stage 1, stage 2, last stage).
 WIDTHS = {
     "x0_5": (8, 16, 32, 64),
+    "x0_75": (12, 24, 48, 96),
     "x1_0": (16, 32, 64, 128),
     "x2_0": (32, 64, 128, 256),
 }

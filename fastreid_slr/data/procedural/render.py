@@ -510,6 +510,9 @@ def render(ident: Identity, camera: Camera, style: DomainStyle, rng: np.random.G
             mask = (y >= rng.uniform(0.72, 0.88)) & (x >= 0)
         rgb[mask] = colour
 
+    if ss > 1:  # geometry is anti-aliased; light and colour are per pixel, done at the output size
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / height
     gain = camera.gain * np.exp(rng.normal(0.0, style.image_light))
     gradient = camera.gradient + rng.uniform(-0.15, 0.15)
     light = gain * (1.0 + gradient * (0.5 - y))
@@ -520,8 +523,6 @@ def render(ident: Identity, camera: Camera, style: DomainStyle, rng: np.random.G
         grey = (rgb @ np.full((3, 1), 1.0 / 3.0, dtype=np.float32))
         rgb = grey + (rgb - grey) * style.saturation
     rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
-    if ss > 1:
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
     if style.blur > 0:
         rgb = cv2.GaussianBlur(rgb, (0, 0), sigmaX=style.blur * height * rng.uniform(0.6, 1.4))
     noise = style.noise * rng.uniform(0.6, 1.4)
