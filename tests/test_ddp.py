@@ -100,6 +100,7 @@ def _opts(source_weights, output_dir):
             "DATALOADER.NUM_WORKERS": 0, "SOLVER.IMS_PER_BATCH": 16,  # 8 per rank
             "SOLVER.MAX_EPOCH": 2, "TEST.EVAL_PERIOD": 2, "SLR.ITERS_PER_EPOCH": 2,
             "SLR.CLUSTER.K1": cfg.SLR.CLUSTER.K1, "SLR.CLUSTER.K2": cfg.SLR.CLUSTER.K2,
+            "SLR.CLUSTER.RHO": cfg.SLR.CLUSTER.RHO, "SLR.CLUSTER.EPS": cfg.SLR.CLUSTER.EPS,
             "SLR.REFINE.MIN_CLUSTER_SIZE": cfg.SLR.REFINE.MIN_CLUSTER_SIZE,
             "SLR.SOURCE.WEIGHTS": source_weights, "OUTPUT_DIR": str(output_dir)}
 

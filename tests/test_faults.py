@@ -295,6 +295,7 @@ def _tiny_opts(weights, output_dir, max_epoch=3):
             "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
             "SOLVER.MAX_EPOCH", str(max_epoch), "TEST.EVAL_PERIOD", "1", "SOLVER.CHECKPOINT_PERIOD", "1",
             "SLR.ITERS_PER_EPOCH", "2", "SLR.CLUSTER.K1", "10", "SLR.CLUSTER.K2", "3",
+            "SLR.CLUSTER.RHO", str(cfg.SLR.CLUSTER.RHO), "SLR.CLUSTER.EPS", str(cfg.SLR.CLUSTER.EPS),
             "SLR.REFINE.MIN_CLUSTER_SIZE", "3", "SLR.SOURCE.WEIGHTS", weights, "OUTPUT_DIR", str(output_dir)]
 
 

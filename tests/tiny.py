@@ -59,7 +59,7 @@ def random_batch(num_ids=4, per_id=4, size=(64, 32), seed=0):
 
 
 def tiny_slr_cfg(output_dir, source_dir, **overrides):
-    """SLR on small procedural domains (A -> B): dual ResNet-18 at 32x16, a few iterations."""
+    """SLR on small procedural domains (A -> B): the demo's backbone at 32x16, a few iterations."""
     from fastreid_slr.data.procedural import ProceduralSpec, set_default_spec
 
     cfg = get_cfg()
@@ -82,6 +82,8 @@ def tiny_slr_cfg(output_dir, source_dir, **overrides):
     cfg.SLR.SOURCE.IMS_PER_BATCH = 16
     cfg.SLR.CLUSTER.K1 = 10
     cfg.SLR.CLUSTER.K2 = 3
+    cfg.SLR.CLUSTER.RHO = 0.0  # ρ-eps is sized for thousands of images: a fixed eps here
+    cfg.SLR.CLUSTER.EPS = 0.5
     cfg.SLR.REFINE.MIN_CLUSTER_SIZE = 3
     cfg.OUTPUT_DIR = str(output_dir)
     cfg.SLR.SOURCE.OUTPUT_DIR = str(source_dir)
