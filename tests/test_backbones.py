@@ -14,6 +14,7 @@ from tiny import random_batch
 # The smallest depth of each, at 64x32 (ViT: 8x8 patches, stride 8).
 BACKBONES = {
     "build_dual_resnet_backbone": {"DEPTH": "18x"},
+    "build_slim_dual_backbone": {"DEPTH": "x0_5"},
     "build_resnet_backbone": {"DEPTH": "18x"},
     "build_resnext_backbone": {"DEPTH": "50x"},
     "build_resnest_backbone": {"DEPTH": "50x"},

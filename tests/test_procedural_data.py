@@ -1,6 +1,7 @@
 """The procedural two-domain dataset: registered, deterministic, Market-shaped, cached once,
 two measurably different styles, and an identity signal in the pixels."""
 import collections
+import itertools
 import os
 import re
 import threading
@@ -248,3 +249,27 @@ def test_spec_from_config_and_default_spec(small_root):
         set_default_spec(previous)
     with pytest.raises(ValueError, match="two cameras"):
         ProceduralSpec(num_cameras=1)
+
+
+@pytest.mark.parametrize("cls", [ProceduralA, ProceduralB])
+def test_nuisance_varies_per_image_more_than_per_camera(small_root, cls):
+    """Light, framing and backdrop are drawn per image around the camera's mean: two images of one
+    person in one camera are not near-duplicates (about as different as two in different cameras;
+    with a fixed light, framing and backdrop per camera they differed about half as much), and
+    brightness varies more within a camera than between cameras' means."""
+    data = cls(root=small_root, spec=SMALL, verbose=False)
+    items = [(path, int(str(pid).rsplit("_", 1)[-1]), int(str(cam).rsplit("_", 1)[-1]))
+             for path, pid, cam in data.train + data.query + data.gallery]
+    items = [item for item in items if item[1] != 0]  # distractors are seen once
+    images = _pixels(items)
+    same_camera, other_camera = [], []
+    for i, j in itertools.combinations(range(len(items)), 2):
+        if items[i][1] == items[j][1]:
+            diff = np.abs(images[i] - images[j]).mean()
+            (same_camera if items[i][2] == items[j][2] else other_camera).append(diff)
+    assert np.median(same_camera) > 0.75 * np.median(other_camera)
+    brightness = np.array([img.mean() for img in images])
+    cams = np.array([cam for _, _, cam in items])
+    within = np.mean([brightness[cams == c].std() for c in np.unique(cams)])
+    between = np.std([brightness[cams == c].mean() for c in np.unique(cams)])
+    assert within > between

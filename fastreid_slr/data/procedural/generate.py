@@ -23,7 +23,7 @@ from .spec import ProceduralSpec
 logger = logging.getLogger(__name__)
 
 # Bump whenever a change to the renderer or the plan changes any pixel: it is part of the cache key.
-RENDERER_VERSION = 2
+RENDERER_VERSION = 4
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 DOMAINS = ("A", "B")
 _IDENTITY, _CAMERA, _PLAN, _IMAGE, _DISTRACTOR = range(5)

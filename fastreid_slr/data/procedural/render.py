@@ -7,11 +7,16 @@ and shear with the body. Parts are analytic shapes painted back to front at a su
 resolution, then the camera's light and the domain's lens/sensor style are applied.
 
 What makes identities hard to tell apart: colours come from small palettes (many identities share
-an upper or lower colour), each camera has its own light and white balance and mostly sees one
-side of the body (a backpack is a patch from behind and two straps from the front, a chest logo is
-invisible from behind), and per-image pose and framing change. What makes the domains differ:
-colour priors of the clothing, light level and colour cast, saturation, blur, sensor noise,
-background family and occlusion rate (``DOMAIN_STYLES``).
+an upper or lower colour), each camera prefers one side of the body (a backpack is a patch from
+behind and two straps from the front, a chest logo is invisible from behind), and every image
+draws its own light, white balance, framing, backdrop, pose, blur and noise around its camera's
+mean. The per-image spread is what keeps two images of one person in one camera from being
+near-duplicates, and cameras whose means lie close together (in each domain, compared with the
+per-image spread) keep one person's views in two cameras findable: with every camera a fixed
+light, framing and backdrop, a network's nearest neighbour was the same camera far more often than
+the same person. What makes the domains differ: colour priors of the clothing, light level and
+colour cast, saturation, blur, sensor noise, background families and occlusion rate
+(``DOMAIN_STYLES``).
 """
 import dataclasses
 from typing import Dict, Optional, Tuple
@@ -44,7 +49,11 @@ HAIR = ((0.06, 0.05, 0.05), (0.25, 0.16, 0.10), (0.45, 0.30, 0.17), (0.85, 0.72,
         (0.62, 0.62, 0.62))
 HAIR_P = (0.45, 0.25, 0.12, 0.10, 0.08)
 SHOES = ("black", "white", "brown", "grey")
-SCENES_PER_CAMERA = 3
+# Each camera has this many scenes; the first ``OWN_SCENES`` are of its own background family,
+# the others of any family of its domain, and each image crops one of them at random.
+SCENES_PER_CAMERA = 4
+OWN_SCENES = 2
+VIEW_FOCUS = 0.4  # probability of a camera's preferred view (the other three share the rest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +66,17 @@ class DomainStyle:
     bag_p: Tuple[float, float, float, float]  # over BAGS
     long_sleeve_p: float
     hat_p: float
-    gain: Tuple[float, float]  # camera brightness range
-    contrast: Tuple[float, float]
+    gain: Tuple[float, float]  # range of the cameras' mean brightness
+    contrast: Tuple[float, float]  # range of the cameras' mean contrast
     cast: Tuple[float, float, float]  # mean white-balance offset of the domain's cameras
     cast_jitter: float  # per-camera white-balance spread
+    framing_spread: float  # how far the cameras' mean framing lies apart (1: wide)
+    image_light: float  # per-image brightness spread (log gain sigma) around the camera's
+    image_cast: float  # per-image white-balance spread around the camera's
+    image_framing: float  # per-image framing spread (1: wide)
     saturation: float
-    blur: float  # Gaussian sigma as a fraction of the image height
-    noise: float  # sensor noise sigma, in [0, 1] intensity units
+    blur: float  # mean Gaussian sigma as a fraction of the image height (per image 0.6-1.4x)
+    noise: float  # mean sensor noise sigma, in [0, 1] intensity units (per image 0.6-1.4x)
     occluder_p: float
     backgrounds: Tuple[str, ...]
 
@@ -76,19 +89,18 @@ DOMAIN_STYLES: Dict[str, DomainStyle] = {
         lower_type_p=(0.55, 0.30, 0.15), bag_p=(0.40, 0.25, 0.20, 0.15),
         long_sleeve_p=0.3, hat_p=0.15,
         gain=(0.95, 1.2), contrast=(0.95, 1.15), cast=(0.04, 0.01, -0.05), cast_jitter=0.07,
-        saturation=1.0, blur=0.0, noise=0.012, occluder_p=0.08,
+        framing_spread=1.0, image_light=0.12, image_cast=0.04, image_framing=1.0, saturation=1.0, blur=0.0, noise=0.012, occluder_p=0.08,
         backgrounds=("street", "park", "plaza")),
     # Overcast winter campus: dark clothes and coats, dim cool light, soft optics, noisy sensor.
-    # Strength tuned on a small CNN trained on A (100 ids, 64x32): mAP 0.64 on A, 0.11 on B
-    # directly, 0.23 with BN statistics re-estimated on B. Harsher settings left B at chance,
-    # which would leave clustering-based adaptation nothing to start from.
+    # Its cameras' means lie closer together than A's (light, white balance, framing), so that
+    # what separates two images of one person is mostly the per-image spread, not the camera.
     "B": DomainStyle(
         upper_weights=(1, 3, 2, 1, 0.7, 1.5, 0.3, 0.3, 0.3, 0.7, 1.5, 0.5, 1, 2, 0.5, 1.5, 1),
         lower_weights=(3, 2, 2.5, 0.5, 0.7, 1, 0.3, 1.5, 0.5, 0.7),
         lower_type_p=(0.82, 0.04, 0.14), bag_p=(0.30, 0.40, 0.20, 0.10),
         long_sleeve_p=0.85, hat_p=0.30,
-        gain=(0.7, 0.95), contrast=(0.85, 0.95), cast=(-0.04, 0.0, 0.05), cast_jitter=0.05,
-        saturation=0.85, blur=0.01, noise=0.02, occluder_p=0.2,
+        gain=(0.75, 0.9), contrast=(0.85, 0.95), cast=(-0.04, 0.0, 0.05), cast_jitter=0.03,
+        framing_spread=0.5, image_light=0.15, image_cast=0.04, image_framing=1.0, saturation=0.85, blur=0.01, noise=0.02, occluder_p=0.2,
         backgrounds=("brick", "corridor", "street", "fence")),
 }
 
@@ -163,7 +175,8 @@ def supersampling(height: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Camera:
-    """One camera of a domain: where it puts people, which side it sees, its light and scene."""
+    """One camera of a domain: the means around which each of its images draws its own framing,
+    view, light and backdrop."""
 
     view_p: np.ndarray  # probabilities over VIEWS
     height: float  # person height as a fraction of the image height
@@ -180,21 +193,23 @@ class Camera:
 
 def sample_camera(rng: np.random.Generator, style: DomainStyle, index: int,
                   size: Tuple[int, int]) -> Camera:
-    view_p = np.full(4, 0.12)
-    view_p[rng.integers(4)] = 0.64
-    height = float(rng.uniform(0.8, 0.94))
+    view_p = np.full(4, (1.0 - VIEW_FOCUS) / 3)
+    view_p[rng.integers(4)] = VIEW_FOCUS
+    spread = style.framing_spread
+    height = float(0.87 + spread * rng.uniform(-0.07, 0.07))
     ss = supersampling(size[0])
-    family = style.backgrounds[index % len(style.backgrounds)]
+    own = style.backgrounds[index % len(style.backgrounds)]
+    families = [own] * OWN_SCENES + [style.backgrounds[rng.integers(len(style.backgrounds))]
+                                     for _ in range(SCENES_PER_CAMERA - OWN_SCENES)]
     return Camera(
-        view_p=view_p, height=height, top=float((1 - height) * rng.uniform(0.25, 0.75)),
-        dx=float(rng.uniform(-0.06, 0.06)), shear=float(rng.uniform(-0.08, 0.08)),
-        aspect=float(rng.uniform(0.85, 1.15)),
+        view_p=view_p, height=height, top=float((1 - height) * (0.5 + spread * rng.uniform(-0.25, 0.25))),
+        dx=float(spread * rng.uniform(-0.06, 0.06)), shear=float(spread * rng.uniform(-0.08, 0.08)),
+        aspect=float(1.0 + spread * rng.uniform(-0.15, 0.15)),
         gain=float(rng.uniform(*style.gain)), contrast=float(rng.uniform(*style.contrast)),
         white_balance=1.0 + np.asarray(style.cast) + rng.uniform(-style.cast_jitter,
                                                                  style.cast_jitter, 3),
-        gradient=float(rng.uniform(-0.25, 0.25)),
-        scenes=tuple(_scene(rng, family, (size[0] * ss, 2 * size[1] * ss))
-                     for _ in range(SCENES_PER_CAMERA)))
+        gradient=float(spread * rng.uniform(-0.25, 0.25)),
+        scenes=tuple(_scene(rng, family, (size[0] * ss, 2 * size[1] * ss)) for family in families))
 
 
 # ----------------------------------------------------------------------------------- backgrounds
@@ -469,9 +484,12 @@ def render(ident: Identity, camera: Camera, style: DomainStyle, rng: np.random.G
     height, width = size
     ss = supersampling(height)
     hr, wr = height * ss, width * ss
-    person_h = min(camera.height * rng.uniform(0.94, 1.04), 0.98)
-    top = float(np.clip(camera.top + rng.uniform(-0.02, 0.02), 0.0, 1.0 - person_h))
-    centre = (width / height) * (0.5 + camera.dx + rng.uniform(-0.05, 0.05))
+    jitter = style.image_framing
+    person_h = min(camera.height * (1.0 + jitter * rng.uniform(-0.08, 0.05)), 0.98)
+    top = float(np.clip(camera.top + jitter * rng.uniform(-0.04, 0.04), 0.0, 1.0 - person_h))
+    centre = (width / height) * (0.5 + camera.dx + jitter * rng.uniform(-0.08, 0.08))
+    shear = camera.shear + jitter * rng.uniform(-0.04, 0.04)
+    aspect = camera.aspect * (1.0 + jitter * rng.uniform(-0.06, 0.06))
     pose = _Pose(view=VIEWS[rng.choice(4, p=camera.view_p)], stride=float(rng.uniform(0.0, 0.1)),
                  swing=float(rng.uniform(-0.15, 0.15)))
     background = _scene_crop(camera, rng, (hr, wr))
@@ -479,7 +497,7 @@ def render(ident: Identity, camera: Camera, style: DomainStyle, rng: np.random.G
     y = (np.arange(hr, dtype=np.float32)[:, None] + 0.5) / hr
     x = (np.arange(wr, dtype=np.float32)[None, :] + 0.5) / hr
     v = np.broadcast_to((y - top) / person_h, (hr, wr))
-    u = (x - centre - camera.shear * (y - top - person_h / 2)) / (person_h * camera.aspect)
+    u = (x - centre - shear * (y - top - person_h / 2)) / (person_h * aspect)
     canvas = _Canvas((hr, wr))
     pattern, shade = _paint_person(canvas, ident, pose, u, v)
     rgb = canvas.compose(background, pattern, shade)
@@ -492,16 +510,21 @@ def render(ident: Identity, camera: Camera, style: DomainStyle, rng: np.random.G
             mask = (y >= rng.uniform(0.72, 0.88)) & (x >= 0)
         rgb[mask] = colour
 
-    light = camera.gain * rng.uniform(0.92, 1.08) * (1.0 + camera.gradient * (0.5 - y))
-    rgb = rgb * camera.white_balance.astype(np.float32) * light[..., None]
-    rgb = (rgb - 0.5) * camera.contrast + 0.5
+    if ss > 1:  # geometry is anti-aliased; light and colour are per pixel, done at the output size
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / height
+    gain = camera.gain * np.exp(rng.normal(0.0, style.image_light))
+    gradient = camera.gradient + rng.uniform(-0.15, 0.15)
+    light = gain * (1.0 + gradient * (0.5 - y))
+    white_balance = camera.white_balance + rng.uniform(-style.image_cast, style.image_cast, 3)
+    rgb = rgb * white_balance.astype(np.float32) * light[..., None]
+    rgb = (rgb - 0.5) * (camera.contrast * rng.uniform(0.94, 1.06)) + 0.5
     if style.saturation != 1.0:
         grey = (rgb @ np.full((3, 1), 1.0 / 3.0, dtype=np.float32))
         rgb = grey + (rgb - grey) * style.saturation
     rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
-    if ss > 1:
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
     if style.blur > 0:
-        rgb = cv2.GaussianBlur(rgb, (0, 0), sigmaX=style.blur * height)
-    rgb = rgb + rng.normal(0.0, style.noise, rgb.shape).astype(np.float32)
+        rgb = cv2.GaussianBlur(rgb, (0, 0), sigmaX=style.blur * height * rng.uniform(0.6, 1.4))
+    noise = style.noise * rng.uniform(0.6, 1.4)
+    rgb = rgb + rng.normal(0.0, noise, rgb.shape).astype(np.float32)
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
