@@ -8,7 +8,7 @@ On ``configs/Demo/slr-procedural.yml`` (plus ``opts``), from stage 1's weights i
 - in-domain: the source model on the source domain's own test split (what the domain gap costs);
 - source only: the same model on the target;
 - AdaBN: its BN statistics re-estimated on the target's training images (test transforms, a
-  cumulative average over one pass), no weight changes;
+  cumulative average over one pass), no weight changes (``tools/train_net.py --adabn``);
 - nearest neighbours among the target training images, before and after AdaBN: how often the
   nearest is the same identity, the same camera, and the same identity in another camera;
 - the first clustering of the AdaBN features, under the configured rule and under fast-reid's /
@@ -21,12 +21,10 @@ Prints a table and one ``RESULT {json}`` line, also appended to ``<source-dir>/c
 import argparse
 import importlib.util
 import json
-import math
 import os
 import sys
 
 import numpy as np
-import torch
 from tabulate import tabulate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,35 +42,17 @@ def _train_net():
 train_net = _train_net()  # also applies the compat patches (imports fastreid_slr)
 
 from fastreid.data.transforms import build_transforms  # noqa: E402
-from fastreid.engine import DefaultTrainer, default_argument_parser  # noqa: E402
+from fastreid.engine import DefaultTrainer  # noqa: E402
 from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
-from fastreid_slr.engine import PseudoLabeler, PseudoLabels, ensure_source_weights  # noqa: E402
+from fastreid_slr.data.loaders import load_train_items  # noqa: E402
+from fastreid_slr.engine import (PseudoLabeler, ensure_source_weights, reestimate_batch_norm,  # noqa: E402
+                                 target_train_loader)
 from fastreid_slr.engine.features import build_feature_loader, extract_features  # noqa: E402
-from fastreid_slr.engine.trainer import load_train_items  # noqa: E402
-from fastreid_slr.refine.quality import label_quality  # noqa: E402
-
-
-class TrueIdentities:
-    """Stands in for the pseudo-labeler of stage 2: every epoch's clusters are the true identities."""
-
-    def __init__(self, ids: np.ndarray):
-        self.ids = ids
-
-    def __call__(self, features) -> PseudoLabels:
-        k = int(self.ids.max()) + 1
-        stats = {"clusters_before": k, "clusters_after": k, "outliers_before": 0, "outliers_after": 0,
-                 "kept_fraction": 1.0, "refined": 0.0, "eps": math.nan}
-        return PseudoLabels(labels=self.ids.copy(), soft_labels=None, stats=stats)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
+from slr_refine.quality import label_quality  # noqa: E402
 
 
 def setup(opts, output_dir):
-    args = default_argument_parser().parse_args(["--config-file", CONFIG, *opts, "OUTPUT_DIR", output_dir])
+    args = train_net.argument_parser().parse_args(["--config-file", CONFIG, *opts, "OUTPUT_DIR", output_dir])
     return train_net.setup(args)
 
 
@@ -93,23 +73,6 @@ def target_features(cfg, model, items):
     loader = build_feature_loader(items, build_transforms(cfg, is_train=False), cfg.TEST.IMS_PER_BATCH,
                                   cfg.DATALOADER.NUM_WORKERS)
     return extract_features(model, loader, len(items), description="target train features")
-
-
-@torch.no_grad()
-def adabn(cfg, model, items):
-    """Re-estimate the evaluated network's BN statistics on ``items``: one pass, cumulative average."""
-    net = model.teacher
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    loader = build_feature_loader(items, build_transforms(cfg, is_train=False), cfg.TEST.IMS_PER_BATCH,
-                                  cfg.DATALOADER.NUM_WORKERS)
-    net.train()
-    for batch in loader:
-        net(model.preprocess_image(batch))
-    loader.shutdown()
-    net.eval()
 
 
 def neighbours(features, ids, cams):
@@ -137,12 +100,12 @@ def clustering(cfg, features, ids, opts):
 
 
 def oracle(cfg, weights, output_dir):
-    cfg = with_opts(cfg, ["MODEL.WEIGHTS", weights, "SLR.SOURCE.WEIGHTS", weights, "OUTPUT_DIR", output_dir])
+    """Stage 2 on the target's true identities (``SLR.ORACLE``), as tools/demo.py --oracle runs it."""
+    cfg = with_opts(cfg, ["MODEL.WEIGHTS", weights, "SLR.SOURCE.WEIGHTS", weights, "SLR.ORACLE", "True",
+                          "OUTPUT_DIR", output_dir])
     os.makedirs(output_dir, exist_ok=True)
     train_net.seed(cfg)
     trainer = train_net.SLRTrainer(cfg)
-    ids = np.unique([pid for _, pid, _ in trainer.target_items], return_inverse=True)[1]
-    trainer.pseudo_label_hook.labeler = TrueIdentities(ids)
     trainer.resume_or_load(resume=False)
     results = trainer.train()
     train_net.write_final_results(output_dir, results)
@@ -167,7 +130,7 @@ def main():
     cams = np.unique([cam for _, _, cam in items], return_inverse=True)[1]
     out = {"opts": args.opts, "in_domain": evaluate(cfg, model, source), "source_only": evaluate(cfg, model, target)}
     out["neighbours_source_only"] = neighbours(target_features(cfg, model, items), ids, cams)
-    adabn(cfg, model, items)
+    reestimate_batch_norm(model, target_train_loader(cfg))
     out["adabn"] = evaluate(cfg, model, target)
     features = target_features(cfg, model, items)
     out["neighbours_adabn"] = neighbours(features, ids, cams)

@@ -70,13 +70,12 @@ def _draws_after_setup(tmp_path, seed):
 
     import numpy as np
     import torch
-    from fastreid.engine import default_argument_parser
     from fastreid_slr.data.procedural import get_default_spec, set_default_spec
 
     spec = importlib.util.spec_from_file_location("train_net_for_seed", os.path.join(REPO, "tools", "train_net.py"))
     train_net = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_net)
-    args = default_argument_parser().parse_args(
+    args = train_net.argument_parser().parse_args(
         ["--config-file", os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"),
          "SEED", str(seed), "OUTPUT_DIR", str(tmp_path)])
     threads, spec = torch.get_num_threads(), get_default_spec()

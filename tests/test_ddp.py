@@ -76,9 +76,9 @@ def _recording_main(args):
 
 if __name__ == "__main__":
     import fastreid_slr  # noqa: F401  (compat: gloo on CPU)
-    from fastreid.engine import default_argument_parser, launch
+    from fastreid.engine import launch
 
-    args = default_argument_parser().parse_args()
+    args = _load_train_net().argument_parser().parse_args()
     launch(_recording_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
     sys.exit(0)

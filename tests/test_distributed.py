@@ -122,7 +122,7 @@ def test_train_net_refuses_at_start_up(tmp_path, monkeypatch):
     train_net = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_net)
     monkeypatch.setattr(comm, "get_world_size", lambda: 8)
-    args = default_argument_parser().parse_args(["--config-file", DEMO, "OUTPUT_DIR", str(tmp_path / "run"),
+    args = train_net.argument_parser().parse_args(["--config-file", DEMO, "OUTPUT_DIR", str(tmp_path / "run"),
                                                  "SLR.SOURCE.OUTPUT_DIR", str(tmp_path / "source")])
     with pytest.raises(ValueError, match="over 8 rank"):
         train_net.setup(args)

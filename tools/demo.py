@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""`make demo`: SLR on the procedural two-domain data, on the CPU, against its baselines.
+"""`make demo`: SLR on the procedural two-domain data, on the CPU, against its controls.
 
-Runs tools/train_net.py on configs/Demo/slr-procedural.yml twice, refinement on (SLR) and off (the
-ABMT baseline). The SLR run pretrains on the source domain first (stage 1); once that is written,
-the ABMT run starts beside it and reuses it, so the two adaptations share the cores (on two cores,
-two one-thread runs take no longer per step than one). Ends with the target-domain table (source
-only / ABMT / SLR, last epoch), the pseudo-label quality per epoch and a PNG of both runs.
+Runs tools/train_net.py on configs/Demo/slr-procedural.yml: SLR first (stage 1, the source model,
+then stage 2); once stage 1 is written, beside it the ABMT baseline (refinement off), the AdaBN
+control (``--adabn``: the source model with BN statistics re-estimated on the target, no training)
+and, with ``--oracle``, stage 2 trained on the target's true identities (``SLR.ORACLE True``, the
+upper bound). On two cores two one-thread runs take no longer per step than one. Ends with the
+target-domain table (last epoch, no best-epoch picking; the last epoch's pseudo-label quality
+where there are pseudo-labels), the pseudo-labels per epoch, ``summary.json`` and a PNG.
 """
 import argparse
 import json
@@ -24,10 +26,10 @@ PROGRESS_EVERY_S = 30
 class Run:
     """One tools/train_net.py process; its console output goes to ``<run_dir>.log``."""
 
-    def __init__(self, name, run_dir, source_dir, opts, threads):
+    def __init__(self, name, run_dir, source_dir, opts, threads, flags=()):
         self.name, self.run_dir = name, run_dir
         self.log_path = run_dir + ".log"
-        command = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", CONFIG,
+        command = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", CONFIG, *flags,
                    "OUTPUT_DIR", run_dir, "SLR.SOURCE.OUTPUT_DIR", source_dir, *opts]
         print(f"[{name}] $ {' '.join(command[1:])}\n[{name}] log: {self.log_path}", flush=True)
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
@@ -78,31 +80,50 @@ def epochs(run_dir):
         return [r for r in map(json.loads, f) if "clusters_before" in r]
 
 
+def row(name, run_dir, seconds, trained):
+    """One line of the table: target accuracy, and for a stage-2 run its last pseudo-labels."""
+    final = results(run_dir)
+    last = epochs(run_dir)[-1] if trained else {}
+    return {"method": name, "mAP": final["mAP"], "Rank-1": final["Rank-1"],
+            **{key: last.get(key) for key in ("pair_precision", "pair_recall", "ari")}, "wall_s": seconds}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=os.path.join(REPO, "output", "demo"))
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for both runs")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also train stage 2 on the target's true identities (the upper bound)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     args = parser.parse_args()
     source_dir = os.path.join(args.output, "source")
     # Each run gets half the cores, less one for its data-loader worker (see tools/train_net.py).
     threads = max(1, (os.cpu_count() or 2) // 2 - 1)
+    start = time.perf_counter()
 
     slr = Run("SLR", os.path.join(args.output, "slr"), source_dir, args.opts, threads)
     wait([slr], lambda: slr.poll() or os.path.isfile(os.path.join(source_dir, "final_results.json")))
     stage1_seconds = time.perf_counter() - slr.start  # ~0 when stage 1 was already there
-    abmt = Run("ABMT", os.path.join(args.output, "abmt"), source_dir,
-               ["SLR.REFINE.ENABLED", "False", *args.opts], threads)
-    runs = {"ABMT (refinement off)": abmt, "SLR": slr}
-    wait(runs.values(), lambda: all(run.poll() for run in runs.values()))
+    adabn = Run("AdaBN", os.path.join(args.output, "adabn"), source_dir, [*args.opts], threads, ["--adabn"])
+    abmt = Run("ABMT", os.path.join(args.output, "abmt"), source_dir, ["SLR.REFINE.ENABLED", "False", *args.opts],
+               threads)
+    trained = {"ABMT (refinement off)": abmt, "SLR": slr}
+    if args.oracle:
+        trained["true identities (oracle)"] = Run("oracle", os.path.join(args.output, "oracle"), source_dir,
+                                                  ["SLR.ORACLE", "True", *args.opts], threads)
+    runs = [adabn, *trained.values()]
+    wait(runs, lambda: all(run.poll() for run in runs))
 
-    seconds = {"source only (stage 1)": stage1_seconds, "ABMT (refinement off)": abmt.seconds,
-               "SLR": slr.seconds - stage1_seconds}
-    dirs = {"source only (stage 1)": source_dir, "ABMT (refinement off)": abmt.run_dir, "SLR": slr.run_dir}
-    rows = [[name, results(d)["mAP"], results(d)["Rank-1"], f"{seconds[name]:.0f}"] for name, d in dirs.items()]
-    print("\nTarget domain ProceduralB, last epoch (no best-epoch picking):")
-    print(tabulate(rows, headers=["method", "mAP (%)", "Rank-1 (%)", "wall s"], floatfmt=".1f", tablefmt="github"))
+    rows = [row("source only", source_dir, stage1_seconds, False), row("AdaBN", adabn.run_dir, adabn.seconds, False)]
+    rows += [row(name, run.run_dir, run.seconds - (stage1_seconds if run is slr else 0), True)
+             for name, run in trained.items()]
+    total = time.perf_counter() - start
+    print(f"\nTarget domain ProceduralB, last epoch (no best-epoch picking); wall time {total / 60:.1f} min:")
+    print(tabulate([[r["method"], r["mAP"], r["Rank-1"], r["pair_precision"], r["pair_recall"], r["ari"],
+                     f"{r['wall_s']:.0f}"] for r in rows],
+                   headers=["method", "mAP (%)", "Rank-1 (%)", "pair P", "pair R", "ARI", "wall s"],
+                   floatfmt=(None, ".1f", ".1f", ".3f", ".3f", ".3f"), missingval="-", tablefmt="github"))
 
-    for name, run in runs.items():
+    for name, run in trained.items():
         print(f"\nPseudo-labels per epoch, {name}:")
         print(tabulate([[r["epoch"], int(r["clusters_before"]), int(r["clusters_after"]), r["identities"],
                          r["outlier_fraction"], r["ari"], r["pair_precision"], r["pair_recall"]]
@@ -110,10 +131,12 @@ def main():
                        headers=["epoch", "DBSCAN", "trained on", "true ids", "outliers", "ARI", "pair P", "pair R"],
                        floatfmt=".3f", tablefmt="github"))
 
+    with open(os.path.join(args.output, "summary.json"), "w") as f:
+        json.dump({"opts": args.opts, "wall_s": total, "rows": rows}, f, indent=1)
     png = os.path.join(args.output, "pseudo_labels.png")
     subprocess.run([sys.executable, os.path.join(REPO, "tools", "plot_pseudo_labels.py"),
-                    abmt.run_dir, slr.run_dir, "--labels", "ABMT", "SLR", "--source", source_dir, "-o", png],
-                   check=True)
+                    *(run.run_dir for run in trained.values()), "--labels", *trained,
+                    "--level", "source only", source_dir, "--level", "AdaBN", adabn.run_dir, "-o", png], check=True)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from tabulate import tabulate
 import fastreid_slr  # noqa: F401  (compat patches and registrations)
 import train_net  # tools/ is this script's folder: the entry point whose `--num-gpus` path is checked
 from fastreid.config import get_cfg
-from fastreid.engine import default_argument_parser, launch
+from fastreid.engine import launch
 from fastreid.engine.train_loop import HookBase
 from fastreid.modeling import build_model
 from fastreid.solver import build_optimizer
@@ -56,7 +56,7 @@ from fastreid.utils import comm
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.events import EventStorage
 from fastreid_slr import add_slr_config, faiss_build
-from fastreid_slr.data.procedural import ProceduralSpec, set_default_spec
+from fastreid_slr.data import configure_datasets
 from fastreid_slr.engine import SLRTrainer, ensure_source_weights
 from fastreid_slr.utils import unwrap
 
@@ -474,7 +474,7 @@ def _rank_main(args):
 
 
 def rank_run(argv):
-    args = default_argument_parser().parse_args(argv)
+    args = train_net.argument_parser().parse_args(argv)
     launch(_rank_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
 
@@ -551,7 +551,7 @@ def main():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
 
     check = Check(full, args.output, args.ddp)
-    set_default_spec(ProceduralSpec.from_config(check.cfg))
+    configure_datasets(check.cfg)
     torch.backends.cudnn.benchmark = check.cfg.CUDNN_BENCHMARK  # as fast-reid's default_setup does
     print(f"[gpu-check] {check.report['machine']['model']} ({'CUDA' if full else 'tiny CPU mode'})", flush=True)
     check.run("pipeline", check.pipeline)

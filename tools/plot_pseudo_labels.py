@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Plot SLR runs' per-epoch pseudo-label statistics and target mAP into one PNG.
 
-    python tools/plot_pseudo_labels.py output/demo/slr output/demo/abmt -o output/demo/pseudo_labels.png
+    python tools/plot_pseudo_labels.py output/demo/slr output/demo/abmt --level "source only" output/demo/source \\
+        --level AdaBN output/demo/adabn -o output/demo/pseudo_labels.png
 
 Reads each run's ``slr_epochs.jsonl`` (written by the pseudo-label hook): clusters before and after
 refinement, label quality against the true identities when the dataset knows them, and the
@@ -31,7 +32,7 @@ def read_run(run_dir):
     return [pseudo[e] for e in sorted(pseudo)], [(e, evals[e]) for e in sorted(evals)]
 
 
-def plot(run_dirs, labels, output, source_dir=None):
+def plot(run_dirs, labels, output, levels=()):
     fig, (ax_clusters, ax_quality, ax_map) = plt.subplots(1, 3, figsize=(15, 4.2))
     for run_dir, label in zip(run_dirs, labels):
         pseudo, evals = read_run(run_dir)
@@ -47,9 +48,9 @@ def plot(run_dirs, labels, output, source_dir=None):
         if evals:
             ax_map.plot([e for e, _ in evals], [r.get("mAP", float("nan")) for _, r in evals], "o-",
                         color=line.get_color(), label=label)
-    if source_dir:  # stage 1's final_results.json: what adaptation has to beat
-        with open(os.path.join(source_dir, "final_results.json")) as f:
-            ax_map.axhline(json.load(f)["mAP"], color="gray", ls="--", label="source only")
+    for (name, run_dir), style in zip(levels, ("--", ":", "-.")):  # controls: final_results.json's mAP
+        with open(os.path.join(run_dir, "final_results.json")) as f:
+            ax_map.axhline(json.load(f)["mAP"], color="gray", ls=style, label=name)
     ax_clusters.set(title="clusters per epoch (gray: true identities)", xlabel="epoch")
     ax_quality.set(title="pseudo-labels vs true identities", xlabel="epoch", ylim=(0, 1))
     ax_map.set(title="target mAP (%)", xlabel="epoch")
@@ -65,11 +66,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="OUTPUT_DIRs of SLR runs")
     parser.add_argument("--labels", nargs="*", help="legend names (default: folder names)")
-    parser.add_argument("--source", help="stage 1's OUTPUT_DIR: its target mAP as a dashed line")
+    parser.add_argument("--level", nargs=2, action="append", default=[], metavar=("NAME", "DIR"),
+                        help="a control's OUTPUT_DIR (e.g. stage 1's, --adabn's): its target mAP as a gray line")
     parser.add_argument("-o", "--output", default="pseudo_labels.png")
     args = parser.parse_args()
     labels = args.labels or [os.path.basename(os.path.normpath(r)) for r in args.runs]
-    print(plot(args.runs, labels, args.output, args.source))
+    print(plot(args.runs, labels, args.output, args.level))
 
 
 if __name__ == "__main__":

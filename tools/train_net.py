@@ -18,10 +18,11 @@ from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
 from fastreid_slr import add_slr_config, faiss_build
-from fastreid_slr.data.procedural import ProceduralSpec, set_default_spec
+from fastreid_slr.data import configure_datasets
 from fastreid_slr.engine import (PluginTrainer, SLRCheckpointer, SLRTrainer, SourcePretrainTrainer,
                                  check_adaptation_config, check_batch_per_rank, ensure_source_weights,
-                                 is_slr_adaptation, write_final_results)
+                                 is_slr_adaptation, reestimate_batch_norm, target_train_loader,
+                                 write_final_results)
 
 logger = logging.getLogger("fastreid_slr")
 
@@ -49,8 +50,8 @@ def setup(args):
         torch.set_num_threads(threads)
         logger.info(f"CPU run: {threads} intra-op thread(s) beside {cfg.DATALOADER.NUM_WORKERS} loader workers "
                     f"(set OMP_NUM_THREADS to choose)")
-    set_default_spec(ProceduralSpec.from_config(cfg))
-    if not args.eval_only:
+    configure_datasets(cfg)
+    if not (args.eval_only or args.adabn):
         check_batch_per_rank(cfg, comm.get_world_size())
     if is_slr_adaptation(cfg) and not args.eval_only:
         check_adaptation_config(cfg)
@@ -67,17 +68,31 @@ def seed(cfg):
         torch.backends.cudnn.benchmark = False
 
 
+def evaluate(cfg, adabn: bool):
+    """--eval-only: MODEL.WEIGHTS on DATASETS.TESTS. --adabn: the same after re-estimating the BN
+    statistics on the target's training images (for an SLR config without MODEL.WEIGHTS, on stage
+    1's source model, trained first if missing): the control adaptation has to beat."""
+    if adabn and is_slr_adaptation(cfg) and not cfg.MODEL.WEIGHTS:
+        weights = ensure_source_weights(cfg)
+        cfg.defrost()
+        cfg.MODEL.WEIGHTS = weights
+    cfg.defrost()
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    cfg.freeze()
+    evaluator = PluginTrainer if cfg.MODEL.META_ARCHITECTURE == "SLR" else DefaultTrainer
+    model = evaluator.build_model(cfg)
+    SLRCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # sizes SLR's classifiers from the file
+    if adabn:
+        reestimate_batch_norm(model, target_train_loader(cfg))
+    results = evaluator.test(cfg, model)
+    write_final_results(cfg.OUTPUT_DIR, results)
+    return results
+
+
 def main(args):
     cfg = setup(args)
-    if args.eval_only:
-        cfg.defrost()
-        cfg.MODEL.BACKBONE.PRETRAIN = False
-        evaluator = PluginTrainer if cfg.MODEL.META_ARCHITECTURE == "SLR" else DefaultTrainer
-        model = evaluator.build_model(cfg)
-        SLRCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # sizes SLR's classifiers from the file
-        results = evaluator.test(cfg, model)
-        write_final_results(cfg.OUTPUT_DIR, results)
-        return results
+    if args.eval_only or args.adabn:
+        return evaluate(cfg, adabn=args.adabn)
 
     if is_slr_adaptation(cfg):
         weights = ensure_source_weights(cfg, resume=args.resume)
@@ -97,8 +112,17 @@ def main(args):
     return results
 
 
+def argument_parser():
+    """fast-reid's flags, and --adabn."""
+    parser = default_argument_parser()
+    parser.add_argument("--adabn", action="store_true",
+                        help="evaluate with BN statistics re-estimated on the target's training images (AdaBN), "
+                             "no training: the control adaptation has to beat")
+    return parser
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     print("Command Line Args:", args)
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

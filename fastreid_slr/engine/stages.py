@@ -102,6 +102,7 @@ def ensure_source_weights(cfg, resume: bool = False) -> str:
 def write_final_results(output_dir: str, results) -> None:
     """``<output_dir>/final_results.json``: the run's last evaluation, flat, for scripts."""
     if comm.is_main_process() and results:
+        os.makedirs(output_dir, exist_ok=True)
         atomic_write(os.path.join(output_dir, "final_results.json"),
                      lambda f: json.dump(numeric_results(results), f, indent=1), mode="w")
 
