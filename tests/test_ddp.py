@@ -86,22 +86,12 @@ if __name__ == "__main__":
 
 # --------------------------------------------------------------------------- the test
 import fastreid_slr  # noqa: E402,F401  (compat patches first)
-from tiny import tiny_slr_cfg  # noqa: E402
+from tiny import TINY_SLR  # noqa: E402
 
 
 def _opts(source_weights, output_dir):
-    cfg = tiny_slr_cfg(output_dir, os.path.dirname(source_weights))
-    procedural = cfg.DATASETS.PROCEDURAL
-    return {"DATASETS.PROCEDURAL.NUM_TRAIN_IDS": procedural.NUM_TRAIN_IDS,
-            "DATASETS.PROCEDURAL.NUM_TEST_IDS": procedural.NUM_TEST_IDS,
-            "DATASETS.PROCEDURAL.NUM_CAMERAS": procedural.NUM_CAMERAS,
-            "DATASETS.PROCEDURAL.IMAGES_PER_CAMERA": procedural.IMAGES_PER_CAMERA,
-            "INPUT.SIZE_TRAIN": "[32,16]", "INPUT.SIZE_TEST": "[32,16]", "INPUT.PADDING.SIZE": 2,
-            "DATALOADER.NUM_WORKERS": 0, "SOLVER.IMS_PER_BATCH": 16,  # 8 per rank
-            "SOLVER.MAX_EPOCH": 2, "TEST.EVAL_PERIOD": 2, "SLR.ITERS_PER_EPOCH": 2,
-            # a global batch of 16 needs >= 4 clusters of the ~90 target images
-            "SLR.CLUSTER.K1": cfg.SLR.CLUSTER.K1, "SLR.CLUSTER.K2": cfg.SLR.CLUSTER.K2, "SLR.CLUSTER.RHO": 0.06,
-            "SLR.REFINE.MIN_CLUSTER_SIZE": cfg.SLR.REFINE.MIN_CLUSTER_SIZE,
+    """The tiny run, 8 images per rank (a global batch of 16 needs >= 4 clusters)."""
+    return {**TINY_SLR, "SOLVER.IMS_PER_BATCH": 16, "SOLVER.MAX_EPOCH": 2, "TEST.EVAL_PERIOD": 2,
             "SLR.SOURCE.WEIGHTS": source_weights, "OUTPUT_DIR": str(output_dir)}
 
 
@@ -153,10 +143,12 @@ def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, 
     assert checkpoint["pseudo_labels"]["labels"] == zero["labels"]
     assert checkpoint["pseudo_labels"]["labeler"] == zero["refiner"]
 
-    # The evaluation (rank 0, over both ranks' shards) has the form of a single-process one.
+    # The evaluation (rank 0, over both ranks' shards) is a single-process one: the same weights
+    # give each image the same features whichever rank's batch holds it (only the float summation
+    # order of differently sized batches differs), so the figures agree to rounding.
     ddp_results = json.loads((output_dir / "final_results.json").read_text())
     single = _single_process_evaluation(opts, str(output_dir / "model_final.pth"))
     assert {"mAP", "Rank-1", "Rank-5", "Rank-10", "mINP", "metric"} <= set(ddp_results)
     assert set(ddp_results) == set(single)
     for key, value in single.items():
-        assert ddp_results[key] == pytest.approx(value, abs=1.0), key
+        assert ddp_results[key] == pytest.approx(value, abs=0.01), key

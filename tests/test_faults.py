@@ -22,7 +22,7 @@ import torch
 import fastreid_slr  # noqa: F401  (compat patches first)
 from fastreid_slr.data.common import NamedFileDataset
 from fastreid_slr.engine import PseudoLabeler, PseudoLabels, SLRCheckpointer, SLRTrainer
-from tiny import REPO, tiny_slr_cfg
+from tiny import REPO, tiny_slr_cfg, tiny_slr_opts
 
 
 def _trainer(tmp_path, weights, **opts):
@@ -287,16 +287,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def _tiny_opts(weights, output_dir, max_epoch=3):
-    cfg = tiny_slr_cfg(output_dir, os.path.dirname(weights))
-    return ["DATASETS.PROCEDURAL.NUM_TRAIN_IDS", str(cfg.DATASETS.PROCEDURAL.NUM_TRAIN_IDS),
-            "DATASETS.PROCEDURAL.NUM_TEST_IDS", str(cfg.DATASETS.PROCEDURAL.NUM_TEST_IDS),
-            "DATASETS.PROCEDURAL.NUM_CAMERAS", str(cfg.DATASETS.PROCEDURAL.NUM_CAMERAS),
-            "DATASETS.PROCEDURAL.IMAGES_PER_CAMERA", str(cfg.DATASETS.PROCEDURAL.IMAGES_PER_CAMERA),
-            "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]", "INPUT.PADDING.SIZE", "2",
-            "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
-            "SOLVER.MAX_EPOCH", str(max_epoch), "TEST.EVAL_PERIOD", "1", "SOLVER.CHECKPOINT_PERIOD", "1",
-            "SLR.ITERS_PER_EPOCH", "2", "SLR.CLUSTER.K1", "10", "SLR.CLUSTER.K2", "3", "SLR.CLUSTER.RHO", "0.03",
-            "SLR.REFINE.MIN_CLUSTER_SIZE", "3", "SLR.SOURCE.WEIGHTS", weights, "OUTPUT_DIR", str(output_dir)]
+    return tiny_slr_opts(**{"SOLVER.MAX_EPOCH": max_epoch, "TEST.EVAL_PERIOD": 1, "SOLVER.CHECKPOINT_PERIOD": 1,
+                            "SLR.SOURCE.WEIGHTS": weights, "OUTPUT_DIR": str(output_dir)})
 
 
 def _env():
