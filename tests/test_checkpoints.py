@@ -12,7 +12,7 @@ import torch
 import fastreid_slr  # noqa: F401  (compat patches first)
 from fastreid_slr.engine import SLRCheckpointer, SLRTrainer, UnreadableCheckpoint
 from fastreid_slr.engine.checkpointer import KeepLastCheckpoints, epoch_checkpoints
-from tiny import tiny_baseline_cfg, tiny_slr_cfg
+from tiny import TINY_SLR, tiny_baseline_cfg, tiny_slr_cfg
 
 
 def _touch(folder, *names):
@@ -41,9 +41,11 @@ def test_keep_last_zero_keeps_everything_and_negative_is_refused(tmp_path):
 
 
 def test_stage_one_kept_only_its_last_two_epochs(source_weights):
-    """conftest's stage 1 ran 6 epochs with the default KEEP_LAST (2)."""
+    """conftest's stage 1 ran TINY_SLR's epochs with the default KEEP_LAST (2); the last one's is
+    model_final.pth."""
     folder = os.path.dirname(source_weights)
-    assert epoch_checkpoints(folder) == ["model_0004.pth", "model_0003.pth"]
+    last = TINY_SLR["SLR.SOURCE.MAX_EPOCH"] - 2
+    assert epoch_checkpoints(folder) == [f"model_{last:04d}.pth", f"model_{last - 1:04d}.pth"]
     assert os.path.isfile(os.path.join(folder, "model_final.pth"))
 
 
