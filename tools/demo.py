@@ -103,7 +103,7 @@ def main():
     slr = Run("SLR", os.path.join(args.output, "slr"), source_dir, args.opts, threads)
     wait([slr], lambda: slr.poll() or os.path.isfile(os.path.join(source_dir, "final_results.json")))
     stage1_seconds = time.perf_counter() - slr.start  # ~0 when stage 1 was already there
-    adabn = Run("AdaBN", os.path.join(args.output, "adabn"), source_dir, [*args.opts], threads, ["--adabn"])
+    adabn = Run("AdaBN", os.path.join(args.output, "adabn"), source_dir, args.opts, threads, ["--adabn"])
     abmt = Run("ABMT", os.path.join(args.output, "abmt"), source_dir, ["SLR.REFINE.ENABLED", "False", *args.opts],
                threads)
     trained = {"ABMT (refinement off)": abmt, "SLR": slr}

@@ -51,7 +51,7 @@ def setup(args):
         logger.info(f"CPU run: {threads} intra-op thread(s) beside {cfg.DATALOADER.NUM_WORKERS} loader workers "
                     f"(set OMP_NUM_THREADS to choose)")
     configure_datasets(cfg)
-    if not (args.eval_only or args.adabn):
+    if not args.eval_only:  # --adabn may train stage 1
         check_batch_per_rank(cfg, comm.get_world_size())
     if is_slr_adaptation(cfg) and not args.eval_only:
         check_adaptation_config(cfg)
@@ -72,11 +72,9 @@ def evaluate(cfg, adabn: bool):
     """--eval-only: MODEL.WEIGHTS on DATASETS.TESTS. --adabn: the same after re-estimating the BN
     statistics on the target's training images (for an SLR config without MODEL.WEIGHTS, on stage
     1's source model, trained first if missing): the control adaptation has to beat."""
-    if adabn and is_slr_adaptation(cfg) and not cfg.MODEL.WEIGHTS:
-        weights = ensure_source_weights(cfg)
-        cfg.defrost()
-        cfg.MODEL.WEIGHTS = weights
     cfg.defrost()
+    if adabn and is_slr_adaptation(cfg) and not cfg.MODEL.WEIGHTS:
+        cfg.MODEL.WEIGHTS = ensure_source_weights(cfg)
     cfg.MODEL.BACKBONE.PRETRAIN = False
     cfg.freeze()
     evaluator = PluginTrainer if cfg.MODEL.META_ARCHITECTURE == "SLR" else DefaultTrainer
