@@ -29,7 +29,8 @@ from tabulate import tabulate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
-FIXED_RULE = ["SLR.CLUSTER.RHO", "0.0", "SLR.CLUSTER.K1", "30", "SLR.CLUSTER.EPS", "0.6"]
+FIXED_RULE = ["SLR.CLUSTER.RHO", "0.0", "SLR.CLUSTER.K1", "30", "SLR.CLUSTER.EPS", "0.6",
+              "SLR.CLUSTER.SOURCE_WEIGHT", "0.0"]
 
 
 def _train_net():
@@ -89,12 +90,13 @@ def neighbours(features, ids, cams):
             "other_camera_nn_same_id": float((ids[nearest_elsewhere] == ids).mean())}
 
 
-def clustering(cfg, features, ids, opts):
+def clustering(cfg, features, source_features, ids, opts):
     cfg = with_opts(cfg, opts)
-    result = PseudoLabeler.from_config(cfg)(features)
+    labeler = PseudoLabeler.from_config(cfg)
+    result = labeler(features, source_features if labeler.needs_source_features else None)
     quality = label_quality(result.labels, ids)
     c = cfg.SLR.CLUSTER
-    rule = f"k1 {c.K1}, " + (f"rho {c.RHO:g}" if c.RHO > 0 else f"eps {c.EPS:g}")
+    rule = f"k1 {c.K1}, " + (f"rho {c.RHO:g}" if c.RHO > 0 else f"eps {c.EPS:g}") + f", source term {c.SOURCE_WEIGHT:g}"
     return {"rule": rule, "eps": float(result.stats["eps"]),
             **{k: quality[k] for k in ("pair_precision", "pair_recall", "ari", "clusters", "outlier_fraction")}}
 
@@ -134,7 +136,9 @@ def main():
     out["adabn"] = evaluate(cfg, model, target)
     features = target_features(cfg, model, items)
     out["neighbours_adabn"] = neighbours(features, ids, cams)
-    out["first_clustering_adabn"] = [clustering(cfg, features, ids, rule) for rule in ([], FIXED_RULE)]
+    source_features = target_features(cfg, model, load_train_items(cfg.SLR.SOURCE.DATASETS))  # the source term's
+    out["first_clustering_adabn"] = [clustering(cfg, features, source_features, ids, rule)
+                                     for rule in ([], FIXED_RULE)]
     if args.oracle_dir:
         out["oracle"] = oracle(cfg, weights, args.oracle_dir)
 

@@ -41,7 +41,7 @@ def test_branch_b_is_an_independent_copy_plus_a_bottleneck():
     shared = {id(p) for p in net.stage3.parameters()} & {id(p) for p in net.stage3_b.parameters()}
     assert not shared
     assert isinstance(net.extra_b, Bottleneck) and net.extra_b.downsample is None
-    # Branch B is deeper than branch A by exactly the extra block's parameters.
+    # Branch B's copy of the last stage is the size of branch A's; the extra block sits on top.
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(net.stage3_b) == count(net.stage3)
 

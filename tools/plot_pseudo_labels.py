@@ -9,6 +9,7 @@ refinement, label quality against the true identities when the dataset knows the
 evaluation of each evaluated epoch.
 """
 import argparse
+import itertools
 import json
 import os
 
@@ -48,7 +49,7 @@ def plot(run_dirs, labels, output, levels=()):
         if evals:
             ax_map.plot([e for e, _ in evals], [r.get("mAP", float("nan")) for _, r in evals], "o-",
                         color=line.get_color(), label=label)
-    for (name, run_dir), style in zip(levels, ("--", ":", "-.")):  # controls: final_results.json's mAP
+    for (name, run_dir), style in zip(levels, itertools.cycle(("--", ":", "-."))):  # controls' final mAP
         with open(os.path.join(run_dir, "final_results.json")) as f:
             ax_map.axhline(json.load(f)["mAP"], color="gray", ls=style, label=name)
     ax_clusters.set(title="clusters per epoch (gray: true identities)", xlabel="epoch")

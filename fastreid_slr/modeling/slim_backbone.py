@@ -1,10 +1,10 @@
 """A slim dual-branch CNN for CPU runs: the paper's asymmetric branches at a few MFLOPs per image.
 
 Sized for small inputs (the demo's 64x32): a 3x3 stem and three stages of fast-reid's
-``BasicBlock`` (stride 2, 2, then ``MODEL.BACKBONE.LAST_STRIDE``), so a 64x32 image ends as an
-8x4 map. As in the dual ResNet, the shared trunk is the stem and the first two stages; branch A is
-the last stage, branch B an independent copy of it followed by one extra ``BasicBlock``. The
-forward returns ``(map_A, map_B)``.
+``BasicBlock`` (stride 2, 2, then ``MODEL.BACKBONE.LAST_STRIDE``), so a 64x32 image is an 8x4
+map before the last stage (4x2 after it at LAST_STRIDE 2). As in the dual ResNet, the shared trunk
+is the stem and the first two stages; branch A is the last stage, branch B an independent copy of
+it followed by one extra ``Bottleneck``. The forward returns ``(map_A, map_B)``.
 
 Why not OSNet-x0.25 (the previous demo backbone): on a CPU a step costs per layer more than per
 FLOP, and OSNet's many small depthwise layers and gates made it several times slower per step at

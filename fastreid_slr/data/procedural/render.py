@@ -89,7 +89,8 @@ DOMAIN_STYLES: Dict[str, DomainStyle] = {
         lower_type_p=(0.55, 0.30, 0.15), bag_p=(0.40, 0.25, 0.20, 0.15),
         long_sleeve_p=0.3, hat_p=0.15,
         gain=(0.95, 1.2), contrast=(0.95, 1.15), cast=(0.04, 0.01, -0.05), cast_jitter=0.07,
-        framing_spread=1.0, image_light=0.12, image_cast=0.04, image_framing=1.0, saturation=1.0, blur=0.0, noise=0.012, occluder_p=0.08,
+        framing_spread=1.0, image_light=0.12, image_cast=0.04, image_framing=1.0,
+        saturation=1.0, blur=0.0, noise=0.012, occluder_p=0.08,
         backgrounds=("street", "park", "plaza")),
     # Overcast winter campus: dark clothes and coats, dim cool light, soft optics, noisy sensor.
     # Its cameras' means lie closer together than A's (light, white balance, framing), so that
@@ -100,7 +101,8 @@ DOMAIN_STYLES: Dict[str, DomainStyle] = {
         lower_type_p=(0.82, 0.04, 0.14), bag_p=(0.30, 0.40, 0.20, 0.10),
         long_sleeve_p=0.85, hat_p=0.30,
         gain=(0.75, 0.9), contrast=(0.85, 0.95), cast=(-0.04, 0.0, 0.05), cast_jitter=0.03,
-        framing_spread=0.5, image_light=0.15, image_cast=0.04, image_framing=1.0, saturation=0.85, blur=0.01, noise=0.02, occluder_p=0.2,
+        framing_spread=0.5, image_light=0.15, image_cast=0.04, image_framing=1.0,
+        saturation=0.85, blur=0.01, noise=0.02, occluder_p=0.2,
         backgrounds=("brick", "corridor", "street", "fence")),
 }
 
