@@ -256,8 +256,14 @@ class Check:
         result.setdefault("ok", True)
         result["seconds"] = round(time.perf_counter() - start, 2)
         self.report["parts"][name] = result
+        self.save()
         print(f"[gpu-check] {name}: {'ok' if result['ok'] else 'FAILED ' + result['error']} "
               f"({result['seconds']:.0f} s)", flush=True)
+
+    def save(self):
+        """The report so far, rewritten after every part: a check cut short keeps what it measured."""
+        with open(os.path.join(self.output, "gpu_check.json"), "w") as f:
+            json.dump(self.report, f, indent=1)
 
     # ------------------------------------------------------------------ pipeline
     def pipeline(self) -> dict:
@@ -569,8 +575,7 @@ def main():
     report = check.report
     report["peak_gpu_memory_gb"] = _max(*(p.get("peak_gpu_memory_gb") for p in report["parts"].values()))
     report["failed"] = [name for name, part in report["parts"].items() if part.get("ok") is False]
-    with open(os.path.join(args.output, "gpu_check.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    check.save()
     if not args.keep:
         for checkpoint in glob.glob(os.path.join(glob.escape(args.output), "*", "*.pth")):
             os.remove(checkpoint)
