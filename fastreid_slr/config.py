@@ -32,6 +32,10 @@ def add_slr_config(cfg):
     _C.DATASETS.PROCEDURAL.IMAGE_SIZE = [64, 32]
     # Seed of the whole dataset: same seed and sizes give byte-identical images.
     _C.DATASETS.PROCEDURAL.SEED = 0
+    # Most cameras that see one identity (0: NUM_CAMERAS); each identity is seen by 2..this many.
+    _C.DATASETS.PROCEDURAL.MAX_CAMERAS_PER_ID = 0
+    # 0..1: how strongly backdrop, light and blur follow the camera (1: cameras dominate the picture).
+    _C.DATASETS.PROCEDURAL.CAMERA_DOMINANCE = 0.0
 
     _C.SLR = CN()
     # Training stage of the SLR meta-architecture: "adapt" (stage 2, mean teacher on pseudo-labels)
