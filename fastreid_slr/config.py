@@ -110,6 +110,11 @@ def add_slr_config(cfg):
     _C.SLR.CLUSTER.MIN_SAMPLES = 4
     # Min cluster size when METHOD is "hdbscan" (needs SOURCE_WEIGHT 0).
     _C.SLR.CLUSTER.MIN_CLUSTER_SIZE = 7
+    # Camera-aware clustering features, label-free (camera ids are metadata), for the clustering
+    # distance only: "none" (the paper: camera-blind), "bn" (each camera's images through the
+    # teacher with BN statistics of that camera alone: two passes per clustering), "centre" /
+    # "standardize" (each camera's mean / mean and spread removed from the embedding).
+    _C.SLR.CLUSTER.CAMERA_AWARE = "none"
     # With MODEL.DEVICE cuda and faiss-gpu installed, the kNN runs on the rank's GPU (an exact flat
     # index; the CPU one when faiss has no GPU or the GPU search fails).
     _C.SLR.CLUSTER.USE_GPU = True

@@ -11,6 +11,7 @@ from fastreid.utils import comm
 
 from ..data.paths import build_dataset
 from ..utils import atomic_write, numeric_results
+from .camera_bn import CAMERA_AWARE_METHODS
 from .pseudo_labels import PseudoLabeler
 from .pretraining import SourcePretrainTrainer
 
@@ -36,6 +37,9 @@ def source_weights(cfg) -> str:
 def check_adaptation_config(cfg) -> None:
     """Fail at start-up, with one message, on anything that would fail later."""
     PseudoLabeler.from_config(cfg)  # method names, α, K1/K2, ...
+    if cfg.SLR.CLUSTER.CAMERA_AWARE not in CAMERA_AWARE_METHODS:
+        raise ValueError(f"SLR.CLUSTER.CAMERA_AWARE must be one of {CAMERA_AWARE_METHODS}, "
+                         f"got {cfg.SLR.CLUSTER.CAMERA_AWARE!r}")
     if cfg.SLR.ITERS_PER_EPOCH < 1 or cfg.SLR.CLUSTER_EVERY < 1:
         raise ValueError("SLR.ITERS_PER_EPOCH and SLR.CLUSTER_EVERY must be >= 1")
     weights = cfg.SLR.SOURCE.WEIGHTS
