@@ -97,6 +97,8 @@ def add_slr_config(cfg):
     # k1 / k2 of the k-reciprocal Jaccard distance (ABMT: 20 / 6; SpCL and fast-reid: 30 / 6).
     _C.SLR.CLUSTER.K1 = 20
     _C.SLR.CLUSTER.K2 = 6
+    # Jaccard definition: "abmt" (ABMT's rerank.py: k1+1 ranks, d² / row max in the kernel) or "fastreid" (SpCL's).
+    _C.SLR.CLUSTER.JACCARD = "abmt"
     # > 0: DBSCAN eps recomputed every epoch as the mean of the smallest RHO fraction of the
     # pairwise distances (ABMT: 2e-3). 0: the fixed EPS below (SpCL).
     _C.SLR.CLUSTER.RHO = 0.002

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from ..faiss_install import faiss_gpu_device
 from slr_refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, add_source_term, cluster_dbscan,
                       cluster_hdbscan, eps_from_rho, jaccard_distance, source_distances)
-from slr_refine.distance import JACCARD_ABSENT
+from slr_refine.distance import JACCARD_ABSENT, JACCARD_VARIANTS
 from slr_refine.refiner import PREV_SOURCES
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class PseudoLabeler:
 
     def __init__(self, *, refiner: SLRRefiner, method: str = "dbscan", k1: int = 20, k2: int = 6,
                  eps: float = 0.6, rho: float = 2e-3, source_weight: float = 0.1, min_samples: int = 4,
-                 min_cluster_size: int = 7, use_gpu: bool = False):
+                 min_cluster_size: int = 7, use_gpu: bool = False, jaccard: str = "abmt"):
         if method not in CLUSTER_METHODS:
             raise ValueError(f"SLR.CLUSTER.METHOD must be one of {CLUSTER_METHODS}, got {method!r}")
         if not (k1 >= 1 and 1 <= k2 <= k1):
@@ -56,12 +56,14 @@ class PseudoLabeler:
         self.method, self.k1, self.k2 = method, k1, k2
         self.eps, self.rho, self.source_weight, self.min_samples = eps, rho, source_weight, min_samples
         self.min_cluster_size, self.use_gpu = min_cluster_size, use_gpu
+        self.jaccard = jaccard
 
     @classmethod
     def from_config(cls, cfg) -> "PseudoLabeler":
         """Reads SLR.CLUSTER and SLR.REFINE; a bad value fails here, before any long work."""
         refine = cfg.SLR.REFINE
-        checks = [("SLR.REFINE.HARDEN", refine.HARDEN, HARDEN_METHODS + ("none",)),
+        checks = [("SLR.CLUSTER.JACCARD", cfg.SLR.CLUSTER.JACCARD, JACCARD_VARIANTS),
+                  ("SLR.REFINE.HARDEN", refine.HARDEN, HARDEN_METHODS + ("none",)),
                   ("SLR.REFINE.NORMALIZE", refine.NORMALIZE, NORMALIZATIONS),
                   ("SLR.REFINE.PREV_SOURCE", refine.PREV_SOURCE, PREV_SOURCES)]
         for key, value, allowed in checks:
@@ -77,7 +79,7 @@ class PseudoLabeler:
         return cls(refiner=refiner, method=cluster.METHOD, k1=cluster.K1, k2=cluster.K2, eps=cluster.EPS,
                    rho=cluster.RHO, source_weight=cluster.SOURCE_WEIGHT, min_samples=cluster.MIN_SAMPLES,
                    min_cluster_size=cluster.MIN_CLUSTER_SIZE,
-                   use_gpu=cluster.USE_GPU and cfg.MODEL.DEVICE.startswith("cuda"))
+                   use_gpu=cluster.USE_GPU and cfg.MODEL.DEVICE.startswith("cuda"), jaccard=cluster.JACCARD)
 
     @property
     def needs_source_features(self) -> bool:
@@ -93,7 +95,8 @@ class PseudoLabeler:
         term, of the source train set)."""
         start = time.perf_counter()
         gpu = faiss_gpu_device() if self.use_gpu else None  # this rank's device, torch's cache released
-        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=gpu is not None, gpu_device=gpu or 0)
+        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=gpu is not None, gpu_device=gpu or 0,
+                                variant=self.jaccard)
         seconds_jaccard = time.perf_counter() - start
 
         start = time.perf_counter()

@@ -8,6 +8,12 @@ Kaiming-initialised. The extra block is of the depth's own block type at stage 4
 for depth 18/34, where a Bottleneck would have to squeeze 512 channels to 128. Like stage 4 in
 fast-reid's IBN-a ResNet, it has no instance norm (SE when MODEL.BACKBONE.WITH_SE).
 
+The stem is ABMT's, per variant: ABMT's plain ResNet trunk (``resnet_AB.py``) is conv1 -> bn1 ->
+maxpool, with no ReLU after the stem's BN, while its IBN-a trunk (``resnet_AB_ibn.py``) keeps the
+ReLU. The paper's numbers come from those trunks, so ``DualResNet`` drops the stem ReLU unless
+MODEL.BACKBONE.WITH_IBN. Only this backbone does: fast-reid's ``build_resnet_backbone`` keeps it.
+The ReLU has no parameters, so state-dict keys and ImageNet weights are unchanged.
+
 The forward returns the tuple ``(map_A, map_B)``; the SLR meta-architecture detects the tuple.
 """
 import copy
@@ -21,12 +27,15 @@ from fastreid.modeling.backbones.resnet import Bottleneck, ResNet, build_resnet_
 
 
 class DualResNet(nn.Module):
-    """A fast-reid ``ResNet``'s modules, under their own names, and branch B (module docstring)."""
+    """A fast-reid ``ResNet``'s modules, under their own names, and branch B (module docstring).
+    ``stem_relu``: keep the ReLU after the stem's BN (``stem_act``; ABMT: only in IBN-a)."""
 
-    def __init__(self, resnet: ResNet, bn_norm: str = "BN", with_se: bool = False):
+    def __init__(self, resnet: ResNet, bn_norm: str = "BN", with_se: bool = False, stem_relu: bool = True):
         super().__init__()
-        for name, module in resnet.named_children():  # conv1, bn1, ..., layer1-4, NL_1-4
-            self.add_module(name, module)
+        for name, module in resnet.named_children():  # conv1, bn1, maxpool, layer1-4, NL_1-4
+            if name != "relu":
+                self.add_module(name, module)
+        self.stem_act = resnet.relu if stem_relu else nn.Identity()
         self.non_local = {k: list(getattr(resnet, f"NL_{k}_idx")) for k in (1, 2, 3)}
         assert not resnet.NL_4_idx, "fast-reid puts no non-local block in stage 4"
         self.layer4_b = copy.deepcopy(resnet.layer4)
@@ -43,7 +52,7 @@ class DualResNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.stem_act(self.bn1(self.conv1(x))))
         for k in (1, 2, 3):
             x = self._stage(x, k)
         return self.layer4(x), self.extra_b(self.layer4_b(x))
@@ -52,5 +61,6 @@ class DualResNet(nn.Module):
 @BACKBONE_REGISTRY.register()
 def build_dual_resnet_backbone(cfg):
     """MODEL.BACKBONE.NAME: build_dual_resnet_backbone — fast-reid's ResNet from MODEL.BACKBONE.*,
-    stage 4 duplicated into branch B (``DualResNet``)."""
-    return DualResNet(build_resnet_backbone(cfg), cfg.MODEL.BACKBONE.NORM, cfg.MODEL.BACKBONE.WITH_SE)
+    stage 4 duplicated into branch B, the stem ReLU as ABMT's (``DualResNet``)."""
+    backbone = cfg.MODEL.BACKBONE
+    return DualResNet(build_resnet_backbone(cfg), backbone.NORM, backbone.WITH_SE, stem_relu=backbone.WITH_IBN)
