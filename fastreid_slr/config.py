@@ -133,6 +133,9 @@ def add_slr_config(cfg):
     _C.SLR.REFINE.HARDEN = "hdbscan"
     # HDBSCAN min cluster size of module (h) (Table 4; paper 7).
     _C.SLR.REFINE.MIN_CLUSTER_SIZE = 7
+    # > 0: module (h)'s min cluster size is this fraction of the median size of the epoch's
+    # clusters instead (at least 2); the paper's 7 is ~0.4 x a Market-1501 cluster.
+    _C.SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION = 0.0
     # eps / min_samples of module (h) when HARDEN is "dbscan" (euclidean on the soft labels).
     _C.SLR.REFINE.DBSCAN_EPS = 0.3
     _C.SLR.REFINE.DBSCAN_MIN_SAMPLES = 4

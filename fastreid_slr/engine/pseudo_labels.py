@@ -72,7 +72,8 @@ class PseudoLabeler:
         if not 0.0 <= refine.ALPHA <= 1.0:
             raise ValueError(f"SLR.REFINE.ALPHA must lie in [0, 1] (Eq. 4), got {refine.ALPHA}")
         refiner = SLRRefiner(alpha=refine.ALPHA, normalize=refine.NORMALIZE, harden_method=refine.HARDEN,
-                             min_cluster_size=refine.MIN_CLUSTER_SIZE, dbscan_eps=refine.DBSCAN_EPS,
+                             min_cluster_size=refine.MIN_CLUSTER_SIZE,
+                             min_cluster_size_fraction=refine.MIN_CLUSTER_SIZE_FRACTION, dbscan_eps=refine.DBSCAN_EPS,
                              dbscan_min_samples=refine.DBSCAN_MIN_SAMPLES, enabled=refine.ENABLED,
                              prev_source=refine.PREV_SOURCE, project_outliers=refine.PROJECT_OUTLIERS)
         cluster = cfg.SLR.CLUSTER
@@ -126,6 +127,14 @@ class PseudoLabeler:
                     "{clusters_after} after refinement ({outliers_after} outliers, {revived} revived); "
                     "jaccard {seconds_jaccard:.1f}s, source term {seconds_source:.1f}s, "
                     "clustering {seconds_cluster:.1f}s, harden {seconds_harden:.1f}s".format(**stats))
+        clustered = len(features) - stats["outliers_before"]
+        if clustered and stats["dropped"] > clustered / 2:
+            logger.warning(f"Hardening (module h) made outliers of {stats['dropped']} of the {clustered} clustered "
+                           f"images ({stats['dropped'] / clustered:.0%}), so this epoch trains on "
+                           f"{stats['kept_fraction']:.0%} of the target: its min cluster size "
+                           f"{stats['min_cluster_size']} is large for these clusters. Lower "
+                           f"SLR.REFINE.MIN_CLUSTER_SIZE, or set SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION (e.g. 0.4) "
+                           f"to size it from the clusters")
         # Soft labels are the supervision only when module (h) is "none"; otherwise the hard labels
         # (possibly re-partitioned by hardening) are, and the soft rows no longer match them.
         train_on_soft = self.refiner.harden_method == "none"
