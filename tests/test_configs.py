@@ -41,7 +41,9 @@ def test_paper_config_settings(path):
     assert cfg.MODEL.BACKBONE.WITH_IBN == path.endswith("_ibn.yml")
     assert cfg.SOLVER.MAX_EPOCH == 50 and cfg.SOLVER.IMS_PER_BATCH == 16
     assert cfg.SLR.REFINE.HARDEN == "hdbscan" and cfg.SLR.REFINE.MIN_CLUSTER_SIZE == 7
-    assert cfg.DATASETS.NAMES == cfg.DATASETS.TESTS and cfg.SLR.SOURCE.DATASETS != cfg.DATASETS.NAMES
+    # MSMT17: trained on train + val (MSMT17TrainVal), tested on fast-reid's MSMT17
+    assert cfg.DATASETS.TESTS == {("MSMT17TrainVal",): ("MSMT17",)}.get(cfg.DATASETS.NAMES, cfg.DATASETS.NAMES)
+    assert cfg.SLR.SOURCE.DATASETS != cfg.DATASETS.TESTS
     # ABMT's recipe, which the paper's baseline numbers come from
     assert (cfg.SLR.CLUSTER.K1, cfg.SLR.CLUSTER.K2, cfg.SLR.CLUSTER.RHO, cfg.SLR.CLUSTER.SOURCE_WEIGHT) == (20, 6, 0.002, 0.1)
     assert cfg.DATALOADER.SAMPLER_TRAIN == "CrossCameraIdentitySampler" and cfg.SLR.REFINE.PROJECT_OUTLIERS
@@ -90,7 +92,8 @@ def _msmt17(root, folder, train, test, lists):
                                                  ("MSMT17_V2", "mask_train_v2", "mask_test_v2")])
 def test_msmt17_layout_the_readme_gives(tmp_path, monkeypatch, folder, train, test):
     """fast-reid's MSMT17 reads $FASTREID_DATASETS/<folder>/ itself (no MSMT17/ level); camera =
-    third field of the file name - 1; query and gallery identities follow the training ones."""
+    third field of the file name - 1; query and gallery identities follow the training ones.
+    MSMT17TrainVal adds list_val.txt's images to the training set (ABMT's), nothing else."""
     import fastreid.data.build as build
 
     from fastreid_slr.data.paths import build_dataset
@@ -109,6 +112,12 @@ def test_msmt17_layout_the_readme_gives(tmp_path, monkeypatch, folder, train, te
         (os.path.join(folder, train, "0001/0001_003_07_0303noon_0021_1.jpg"), "msmt17_1", "msmt17_6")]
     assert [(pid, cam) for _, pid, cam in data.query] == [(2, 4)]
     assert [(pid, cam) for _, pid, cam in data.gallery] == [(2, 14)]
+    train_val = build_dataset("MSMT17TrainVal")
+    assert train_val.train == data.train + [
+        (os.path.join(str(tmp_path), folder, train, "0001/0001_004_02_0303noon_0022_0.jpg"), "msmt17_1", "msmt17_1")]
+    assert (train_val.query, train_val.gallery) == (data.query, data.gallery)
+    with pytest.raises(ValueError, match="COMBINEALL would add the test images"):
+        build_dataset("MSMT17TrainVal", combineall=True)
 
 
 def _draws_after_setup(tmp_path, seed):
