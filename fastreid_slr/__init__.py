@@ -2,8 +2,8 @@
 
 Importing the package makes fast-reid 1.4.0 work on today's torch (``compat``) and registers
 every component of the plugin in fast-reid's registries: the ``SLR`` meta-architecture, the
-``build_dual_resnet_backbone`` backbone, and the ``PersonX`` / ``ProceduralA`` / ``ProceduralB``
-datasets. ``faiss_build()`` names the faiss distribution behind ``import faiss`` (exactly one).
+``build_dual_resnet_backbone`` backbone, and the ``PersonX`` / ``MSMT17TrainVal`` / ``ProceduralA`` /
+``ProceduralB`` datasets. ``faiss_build()`` names the faiss distribution behind ``import faiss`` (exactly one).
 """
 from . import compat
 
@@ -11,7 +11,7 @@ compat.apply_all()
 
 from . import modeling  # noqa: E402,F401  (registers the SLR meta-architecture and dual backbone)
 from .config import add_slr_config  # noqa: E402
-from .data import datasets  # noqa: E402,F401  (registers PersonX and the procedural datasets)
+from .data import datasets  # noqa: E402,F401  (registers PersonX, MSMT17TrainVal, the procedural ones)
 from .faiss_install import faiss_build  # noqa: E402
 
 __all__ = ["add_slr_config", "compat", "faiss_build"]

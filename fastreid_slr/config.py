@@ -164,6 +164,10 @@ def add_slr_config(cfg):
     _C.SLR.SOURCE.WARMUP_FACTOR = 0.01
     _C.SLR.SOURCE.BASE_LR = 0.00035
     _C.SLR.SOURCE.IMS_PER_BATCH = 64
+    # Stage-1 steps per epoch (ABMT: --iters 200); 0: fast-reid's epoch, a pass over the source set.
+    _C.SLR.SOURCE.ITERS_PER_EPOCH = 200
+    # > 0: stage 1 tests the source every N epochs; stage 2 adapts from the best mAP (ABMT: --eval-step 40).
+    _C.SLR.SOURCE.EVAL_PERIOD = 40
 
     _C.SLR.CHECKPOINT = CN()
     # Per-epoch checkpoints kept in each stage's folder, newest first (0: all of them, fast-reid's
