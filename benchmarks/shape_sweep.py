@@ -7,7 +7,8 @@ Each shape is a procedural data set (both domains; sizes, cameras per identity, 
 camera, how strongly the cameras dominate the picture). On each shape and SEED, from one stage-1
 model (``configs/Demo/slr-procedural.yml`` plus the shape's opts plus ``opts``): source only, AdaBN,
 and stage 2 as ABMT (refinement off) and as SLR, each with camera-blind and camera-aware
-(``SLR.CLUSTER.CAMERA_AWARE bn``) clustering; on the first shape also the true-identity control
+(``SLR.CLUSTER.CAMERA_AWARE bn``) clustering, and SLR camera-aware with module (h)'s min cluster
+size relative to the clusters (``SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION 0.4``); on the first shape also the true-identity control
 and two sabotaged pipelines (``benchmarks/sabotaged_run.py``: shuffled pseudo-labels, a teacher
 that is never updated), which must not beat AdaBN.
 
@@ -21,6 +22,7 @@ the true identities) and ``<output>/sweep.json``.
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +56,8 @@ SETTINGS = {
     "slr-blind": ("SLR, camera-blind", [], BLIND),
     "abmt-aware": ("ABMT, camera-aware", [], ABMT + AWARE),
     "slr-aware": ("SLR, camera-aware", [], AWARE),
+    "slr-aware-relsize": ("SLR, camera-aware, min cluster size 0.4 x median", [],
+                          AWARE + ["SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION", "0.4"]),
 }
 CONTROLS = {  # the first shape only
     "oracle": ("true identities", [], ["SLR.ORACLE", "True"]),
@@ -122,10 +126,23 @@ def runnable(job: Job, running: List[Job]) -> bool:
 
 
 def run(jobs: List[Job], workers: int, output: str):
+    """Runs the unfinished jobs; stopped (Ctrl-C, SIGTERM), it stops its runs too: they resume
+    from their last checkpoint next time."""
     pending = [j for j in jobs if not j.done]
     running: List[Job] = []
-    failed = []
     print(f"[sweep] {len(jobs) - len(pending)} of {len(jobs)} runs already done", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("[sweep] stopped"))
+    try:
+        _schedule(pending, running, workers, jobs, output)
+    finally:
+        for job in running:
+            job.process.terminate()
+        for job in running:
+            job.process.wait()
+
+
+def _schedule(pending: List[Job], running: List[Job], workers: int, jobs: List[Job], output: str):
+    failed = []
     while pending or running:
         for job in [j for j in running if j.finished()]:
             running.remove(job)

@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 # SLR.CLUSTER.CAMERA_AWARE: slr_refine's normalisations of the embedding, or "bn" (this module).
 CAMERA_AWARE_METHODS = CAMERA_NORMALIZATIONS + ("bn",)
+# Images of a camera (evenly spaced) that estimate its BN statistics: means and variances of a few
+# hundred images are as good as of thousands, and the estimation pass then costs a fraction of
+# the extraction pass that follows it (every camera's images are still all extracted).
+STATISTICS_IMAGES_PER_CAMERA = 256
 
 
 def camera_indices(items) -> np.ndarray:
@@ -32,14 +36,16 @@ def camera_indices(items) -> np.ndarray:
 def extract_features_per_camera_bn(model: torch.nn.Module, items, transforms, batch_size: int,
                                    num_workers: int, description: str = "features") -> np.ndarray:
     """(N, D) eval features of ``items``, each camera's images through a copy of ``model`` whose BN
-    statistics were re-estimated on that camera's images alone. ``model`` itself is unchanged."""
+    statistics were re-estimated on that camera's images alone (at most
+    ``STATISTICS_IMAGES_PER_CAMERA`` of them). ``model`` itself is unchanged."""
     cameras = camera_indices(items)
     features = None
     for camera in range(cameras.max() + 1):
         rows = np.flatnonzero(cameras == camera)
         subset = [items[i] for i in rows]
+        spacing = max(1, -(-len(subset) // STATISTICS_IMAGES_PER_CAMERA))
         twin = copy.deepcopy(model)
-        reestimate_batch_norm(twin, build_feature_loader(subset, transforms, batch_size, num_workers))
+        reestimate_batch_norm(twin, build_feature_loader(subset[::spacing], transforms, batch_size, num_workers))
         block = extract_features(twin, build_feature_loader(subset, transforms, batch_size, num_workers),
                                  len(subset), description=f"{description}, camera {camera} BN")
         del twin
