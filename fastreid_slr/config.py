@@ -150,10 +150,10 @@ def add_slr_config(cfg):
     # Stage 1 (source pretraining) runs first when its weights are missing; stage 2 starts from them.
     # Labelled source datasets of stage 1 (e.g. ("DukeMTMC",) for D→M).
     _C.SLR.SOURCE.DATASETS = ()
-    # Source-pretrained weights for stage 2. Empty: OUTPUT_DIR of stage 1 + "/model_final.pth",
-    # trained first if absent. A non-empty path must exist.
+    # Source-pretrained weights for stage 2. Empty: stage 1's model_best.pth (EVAL_PERIOD > 0) or
+    # model_final.pth in its OUTPUT_DIR, trained first if stage 1 has not finished. A non-empty path must exist.
     _C.SLR.SOURCE.WEIGHTS = ""
-    # Output folder of stage 1; empty: "<OUTPUT_DIR>/../source-<datasets>".
+    # Output folder of stage 1, one per task (BN sees the target); empty: "<OUTPUT_DIR>/../source-<src>-to-<tgt>".
     _C.SLR.SOURCE.OUTPUT_DIR = ""
     # Stage 1 schedule (ABMT: Adam 3.5e-4, 80 epochs, linear warm-up over 10 epochs from 0.01×,
     # ×SOLVER.GAMMA at each of STEPS, epochs counted from the start of training). A direct

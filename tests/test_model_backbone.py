@@ -50,6 +50,20 @@ def test_structure_of_deeper_resnets(depth, block, stage4, width):
     assert not shared, "branch B's stage 4 must be an independent copy"
 
 
+def test_extra_block_initialised_as_abmts():
+    """ABMT's weights_init_kaiming: convolutions over fan-in (1x1 2048 -> 512: std sqrt(2/2048); 512 ->
+    2048: sqrt(2/512), the reverse of fast-reid's fan-out rule), BN weights from N(1, 0.02)."""
+    torch.manual_seed(0)
+    extra = build_backbone(backbone_cfg("50x")).extra_b
+    assert extra.conv1.weight.std().item() == pytest.approx((2 / 2048) ** 0.5, rel=0.02)
+    assert extra.conv3.weight.std().item() == pytest.approx((2 / 512) ** 0.5, rel=0.02)
+    assert extra.conv2.weight.std().item() == pytest.approx((2 / (512 * 9)) ** 0.5, rel=0.02)
+    for bn in (extra.bn1, extra.bn2, extra.bn3):
+        assert bn.weight.mean().item() == pytest.approx(1.0, abs=0.005)
+        assert bn.weight.std().item() == pytest.approx(0.02, rel=0.15)
+        assert torch.count_nonzero(bn.bias) == 0
+
+
 def _fake_imagenet_weights(tmp_path, name="resnet18-5c106cde.pth"):
     """A single-branch fast-reid ResNet-18's state dict (as torchvision names it), saved to disk."""
     cfg = get_cfg()

@@ -127,7 +127,7 @@ def test_stage2_starts_from_the_best_source_epoch_and_source_only_is_its_figure(
 def test_finished_stage1_without_source_evaluation_is_refused_at_start_up(tmp_path):
     from fastreid_slr.engine import check_adaptation_config
 
-    cfg = tiny_slr_cfg(tmp_path / "out", tmp_path / "source")
+    cfg = tiny_slr_cfg(tmp_path / "out", tmp_path / "source", **{"SLR.SOURCE.EVAL_PERIOD": 40})
     os.makedirs(tmp_path / "source")
     (tmp_path / "source" / "model_final.pth").write_bytes(b"stage 1 trained with SLR.SOURCE.EVAL_PERIOD 0")
     with pytest.raises(FileNotFoundError, match="without model_best.pth.*SLR.SOURCE.EVAL_PERIOD 0"):

@@ -94,8 +94,7 @@ class SourceModelSelection(HookBase):
             return
         self._seen = results
         flat = numeric_results(results)
-        evaluation = {"epoch": int(self.trainer.epoch), "mAP": mean_map(flat),
-                      "Rank-1": flat.get("Rank-1", float("nan"))}
+        evaluation = {"epoch": int(self.trainer.epoch), "mAP": mean_map(flat), "Rank-1": flat.get("Rank-1")}
         self.evaluations.append(evaluation)
         if self.best is None or evaluation["mAP"] > self.best["mAP"]:
             self.best = evaluation

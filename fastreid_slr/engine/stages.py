@@ -28,7 +28,7 @@ def source_output_dir(cfg) -> str:
     if cfg.SLR.SOURCE.OUTPUT_DIR:
         return cfg.SLR.SOURCE.OUTPUT_DIR
     parent = os.path.dirname(os.path.normpath(cfg.OUTPUT_DIR))
-    return os.path.join(parent, "source-" + "-".join(cfg.SLR.SOURCE.DATASETS))
+    return os.path.join(parent, f"source-{'-'.join(cfg.SLR.SOURCE.DATASETS)}-to-{'-'.join(cfg.DATASETS.NAMES)}")
 
 
 def selects_source_model(cfg) -> bool:

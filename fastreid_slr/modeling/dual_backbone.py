@@ -3,7 +3,7 @@
 Built from fast-reid's own ``build_resnet_backbone`` (depths, IBN-a, SE, non-local blocks and
 ImageNet weights all as fast-reid gives them), then: branch A = its stage 4; branch B = an
 independent copy of that stage 4 (ImageNet weights included) followed by one extra residual block,
-Kaiming-initialised. The extra block is of the depth's own block type at stage 4's width:
+initialised as ABMT initialises its own (``_init_as_abmt``). The extra block is of the depth's own block type at stage 4's width:
 ``Bottleneck(2048, 512)`` for depth 50/101 (the paper's "bottleneck"), ``BasicBlock(512, 512)``
 for depth 18/34, where a Bottleneck would have to squeeze 512 channels to 128. Like stage 4 in
 fast-reid's IBN-a ResNet, it has no instance norm (SE when MODEL.BACKBONE.WITH_SE).
@@ -21,9 +21,24 @@ import copy
 import torch
 from torch import nn
 
-from fastreid.layers.weight_init import weights_init_kaiming
 from fastreid.modeling.backbones import BACKBONE_REGISTRY
 from fastreid.modeling.backbones.resnet import Bottleneck, ResNet, build_resnet_backbone
+
+
+def _init_as_abmt(module: nn.Module) -> None:
+    """ABMT's initialisation of its extra block (``weights_init_kaiming`` of resnet_AB.py): convolutions
+    Kaiming-normal over their fan-in, linear layers over their fan-out, BN weights drawn from
+    N(1, 0.02), biases 0. (fast-reid's rule of the same name takes the convolutions' fan-out and BN
+    weights of 1.)"""
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+    elif isinstance(module, nn.Linear):
+        nn.init.kaiming_normal_(module.weight, a=0, mode="fan_out")
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+    if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 class DualResNet(nn.Module):
@@ -42,7 +57,7 @@ class DualResNet(nn.Module):
         block = type(resnet.layer4[-1])
         width = (resnet.layer4[-1].conv3 if block is Bottleneck else resnet.layer4[-1].conv2).out_channels
         self.extra_b = block(width, width // block.expansion, bn_norm, False, with_se)
-        self.extra_b.apply(weights_init_kaiming)
+        self.extra_b.apply(_init_as_abmt)
 
     def _stage(self, x: torch.Tensor, k: int) -> torch.Tensor:
         for i, block in enumerate(getattr(self, f"layer{k}")):
