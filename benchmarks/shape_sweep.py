@@ -112,7 +112,7 @@ def jobs_for(args) -> List[Job]:
         for seed in args.seeds:
             settings = dict(SETTINGS, **(CONTROLS if i == 0 and not args.no_controls else {}))
             jobs += [Job(args.output, shape, seed, name, label, flags, opts, args.opts)
-                     for name, (label, flags, opts) in settings.items()]
+                     for name, (label, flags, opts) in settings.items() if name in args.settings]
     return jobs
 
 
@@ -262,12 +262,14 @@ def main():
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
     parser.add_argument("--workers", type=int, default=2, help="runs side by side, one thread each")
     parser.add_argument("--no-controls", action="store_true", help="skip the oracle and sabotaged runs")
+    parser.add_argument("--settings", type=lambda s: s.split(","), default=list(SETTINGS) + list(CONTROLS),
+                        help="only these settings (comma-separated names)")
     parser.add_argument("--tables-only", action="store_true", help="rewrite the tables from finished runs")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run")
     args = parser.parse_args()
-    unknown = set(args.shapes) - set(SHAPES)
-    if unknown:
-        parser.error(f"unknown shape(s) {sorted(unknown)}; known: {list(SHAPES)}")
+    for given, known in ((args.shapes, list(SHAPES)), (args.settings, list(SETTINGS) + list(CONTROLS))):
+        if set(given) - set(known):
+            parser.error(f"unknown {sorted(set(given) - set(known))}; known: {known}")
     os.makedirs(args.output, exist_ok=True)
     jobs = jobs_for(args)
     if not args.tables_only:
