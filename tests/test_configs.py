@@ -148,3 +148,16 @@ def test_seed_makes_runs_repeat(tmp_path):
     assert _draws_after_setup(tmp_path, 3) == _draws_after_setup(tmp_path, 3)
     assert _draws_after_setup(tmp_path, 3) != _draws_after_setup(tmp_path, 4)
     assert _draws_after_setup(tmp_path, -1) != _draws_after_setup(tmp_path, -1)  # fast-reid's default
+
+
+def test_the_demo_config_is_the_readme_shrink_opts():
+    """configs/Demo/slr-procedural.yml runs what the README's shrink list says (its tables and the
+    shape sweep measure those settings), beside its data, its folders and its evaluation period."""
+    opts = _readme_shrink_opts()
+    demo = _load(os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"))
+    shrunk = _load(os.path.join(REPO, "configs", "Base-SLR.yml"), opts)
+    for key in opts[::2]:
+        node_demo, node_shrunk = demo, shrunk
+        for part in key.split("."):
+            node_demo, node_shrunk = getattr(node_demo, part), getattr(node_shrunk, part)
+        assert node_demo == node_shrunk, key
