@@ -1,9 +1,11 @@
 """fastreid-slr: SLR pseudo-label refinement for unsupervised domain adaptive person Re-ID.
 
-Importing the package makes fast-reid 1.4.0 work on today's torch (``compat``) and registers
-every component of the plugin in fast-reid's registries: the ``SLR`` meta-architecture, the
-``build_dual_resnet_backbone`` backbone, and the ``PersonX`` / ``ProceduralA`` / ``ProceduralB``
-datasets. ``faiss_build()`` names the faiss distribution behind ``import faiss`` (exactly one).
+Importing the package applies the fixes fast-reid 1.4.0 needs to run at all on today's torch
+(``compat``: its breaks, nothing else) and registers every component of the plugin in fast-reid's
+registries: the ``SLR`` meta-architecture, the ``build_dual_resnet_backbone`` backbone, and the
+``PersonX`` / ``ProceduralA`` / ``ProceduralB`` datasets. What the plugin chose beyond fast-reid
+lives in its own classes (``fastreid_slr.engine``) and tools, which a host project's own runs never
+meet. ``faiss_build()`` names the faiss distribution behind ``import faiss`` (exactly one).
 """
 from . import compat
 

@@ -12,7 +12,7 @@ import torch
 
 import fastreid_slr  # noqa: F401  (applies the compat patches and registers the plugin)
 from fastreid.config import get_cfg
-from fastreid.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from fastreid.engine import DefaultTrainer, default_argument_parser, default_setup
 from fastreid.utils import comm
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
@@ -23,19 +23,30 @@ from fastreid_slr.engine import (PluginTrainer, SLRCheckpointer, SLRTrainer, Sou
                                  check_adaptation_config, check_batch_per_rank, ensure_source_weights,
                                  is_slr_adaptation, reestimate_batch_norm, target_train_loader,
                                  write_final_results)
+from fastreid_slr.launch import launch
 
 logger = logging.getLogger("fastreid_slr")
 
 
-def setup(args):
-    """Config from defaults + SLR keys + file + command-line opts, checked and frozen."""
+def load_config(args):
+    """Defaults + SLR keys + file + command-line opts."""
     cfg = get_cfg()
     add_slr_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    no_cuda = cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available()
-    if no_cuda:
-        cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def run_device(cfg) -> str:
+    """MODEL.DEVICE, or "cpu" when it asks for CUDA and there is none."""
+    return "cpu" if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available() else cfg.MODEL.DEVICE
+
+
+def setup(args):
+    """The run's config (``load_config``) on ``run_device``, checked and frozen."""
+    cfg = load_config(args)
+    no_cuda = run_device(cfg) != cfg.MODEL.DEVICE
+    cfg.MODEL.DEVICE = run_device(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     seed(cfg)  # after default_setup, which seeds at random
@@ -122,5 +133,6 @@ def argument_parser():
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
+    # The ranks' backend follows the run's device (gloo for a CPU run, also on a GPU host).
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+           dist_url=args.dist_url, args=(args,), device=run_device(load_config(args)))
