@@ -1,6 +1,7 @@
 """One epoch's pseudo-label step at Market scale: ours against fast-reid's dense reference.
 
     python benchmarks/pseudo_labels.py                       # N=12,936 (Market-1501 train), D=4,096
+    python benchmarks/pseudo_labels.py --n 32621 --dim 4096 --source 12936   # MSMT17 train <- Market
     python benchmarks/pseudo_labels.py --n 100000 --dim 256  # no dense reference (40 GB a matrix)
 
 D=4,096 is what the teacher gives: two 2,048-d branches, concatenated. Synthetic teacher features
@@ -20,6 +21,12 @@ gives: a busy machine flatters whichever side suffers less from it, so compare o
 synthetic source images of other identities; ours is a flat faiss search plus a sparse update,
 the reference a dense torch N×M distance added to its dense N×N matrix.
 
+The comparison with the reference is on fast-reid's Jaccard (``variant="fastreid"``: fast-reid's
+own function is the reference). Our step also runs with ABMT's Jaccard (``variant="abmt"``, the
+paper configs'), with the same k1, k2, eps and source term: its times, and the agreement (ARI) of its
+labels with the fast-reid variant's, for information. The reference runs only when its estimated
+peak memory (``reference_peak_gb``) fits in the memory available when the benchmark starts.
+
 Last line: ``speedup_vs_reference=<x> labels_identical=<bool> gpu_labels_identical=<bool>
 refine_share=<f> peak_rss_gb=<GB>``; ``--json PATH`` writes every number.
 """
@@ -37,7 +44,6 @@ import warnings
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-DENSE_REFERENCE_MAX_N = 20000  # fast-reid holds three dense N×N float32 matrices
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -110,17 +116,19 @@ def _rss_now_gb():
     return _proc_status_gb("VmRSS")
 
 
-def child_ours_cluster(work, tag, eps, use_gpu=False, source_weight=0.0):
+def child_ours_cluster(work, tag, eps, use_gpu=False, source_weight=0.0, variant="fastreid"):
     """Our kNN alone, then Jaccard (its kNN included), the source term when given, and DBSCAN;
-    the kNN on GPU 0 with use_gpu."""
+    the kNN on GPU 0 with use_gpu; ``variant`` of the Jaccard distance (with "abmt", the farthest
+    search of its row scale is also timed alone)."""
     import scipy.sparse as sp
 
     import slr_refine as refine
+    from slr_refine.distance import farthest_squared_distances
     _faiss_threads()
-    name = "ours_gpu" if use_gpu else "ours"
+    name = ("ours_gpu" if use_gpu else "ours") + ("_abmt" if variant == "abmt" else "")
     features = np.load(work / f"features_{tag}.npy")
     warm_up = np.random.default_rng(0).normal(size=(64, 8))
-    refine.cluster_dbscan(refine.jaccard_distance(warm_up, use_gpu=use_gpu), eps)  # JIT, CUDA context
+    refine.cluster_dbscan(refine.jaccard_distance(warm_up, use_gpu=use_gpu, variant=variant), eps)  # JIT, CUDA
     baseline = _rss_now_gb()
     with warnings.catch_warnings(record=True) as fallbacks:
         warnings.simplefilter("always", RuntimeWarning)
@@ -128,7 +136,11 @@ def child_ours_cluster(work, tag, eps, use_gpu=False, source_weight=0.0):
         refine.knn(refine.normalize_features(features), 30, use_gpu=use_gpu)
         knn_s = time.perf_counter() - start
         start = time.perf_counter()
-        jaccard = refine.jaccard_distance(features, k1=30, k2=6, use_gpu=use_gpu)
+        if variant == "abmt":
+            farthest_squared_distances(refine.normalize_features(features), use_gpu=use_gpu)
+        farthest_s = time.perf_counter() - start
+        start = time.perf_counter()
+        jaccard = refine.jaccard_distance(features, k1=30, k2=6, use_gpu=use_gpu, variant=variant)
         jaccard_s = time.perf_counter() - start
         start = time.perf_counter()
         dist, absent = jaccard, refine.AbsentPairs()
@@ -141,11 +153,12 @@ def child_ours_cluster(work, tag, eps, use_gpu=False, source_weight=0.0):
     dbscan_s = time.perf_counter() - start
     peak = _peak_rss_gb()
     np.save(work / f"labels_{name}_{tag}.npy", labels)
-    if not use_gpu:
+    if name == "ours":
         sp.save_npz(work / f"jaccard_ours_{tag}.npz", jaccard, compressed=False)
     fallback = [str(w.message) for w in fallbacks if "searching on the CPU" in str(w.message)]
     knn_device = ("CPU (GPU fallback: " + fallback[0] + ")" if fallback else "GPU 0") if use_gpu else "CPU"
-    return {"knn_s": knn_s, "jaccard_s": jaccard_s, "source_s": source_s, "dbscan_s": dbscan_s, "peak_rss_gb": peak,
+    return {"knn_s": knn_s, "farthest_s": farthest_s, "jaccard_s": jaccard_s, "source_s": source_s,
+            "dbscan_s": dbscan_s, "peak_rss_gb": peak,
             "rss_over_inputs_gb": peak - baseline, "nnz_per_row": dist.nnz / dist.shape[0],
             "clusters": int(labels.max()) + 1, "outliers": int((labels < 0).sum()), "knn_device": knn_device}
 
@@ -235,12 +248,18 @@ CHILDREN = {"ours_cluster": child_ours_cluster, "reference_cluster": child_refer
             "ours_refine": child_ours_refine, "plain_hdbscan": child_plain_hdbscan}
 
 
+class ChildKilled(RuntimeError):
+    """A step's process ended by a signal (the kernel's out-of-memory killer sends SIGKILL)."""
+
+
 def run_child(name, work, threads, **kwargs):
     """Run one step in a fresh interpreter with ``threads`` threads in every pool; its last stdout
     line is the JSON result."""
     command = [sys.executable, __file__, "--child", name, "--work", str(work), "--child-args", json.dumps(kwargs)]
     env = dict(os.environ, **{variable: str(threads) for variable in THREAD_VARIABLES})
     done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode < 0:
+        raise ChildKilled(f"step {name} was killed by signal {-done.returncode} (9: out of memory?)")
     if done.returncode != 0:
         raise RuntimeError(f"step {name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -251,6 +270,25 @@ def run_median(name, work, threads, repeats, **kwargs):
     runs = [run_child(name, work, threads, **kwargs) for _ in range(repeats)]
     timings = {key: statistics.median(run[key] for run in runs) for key in runs[-1] if key.endswith("_s")}
     return {**runs[-1], **timings, "runs": len(runs)}
+
+
+def reference_peak_gb(n, dim, source):
+    """The dense reference's estimated peak RSS, GB. fast-reid's Jaccard holds two N×N float32
+    matrices at once (V beside its query expansion, then V beside the distances) and a boolean
+    N×N; the source term's ``(1-λ)·J + λ·(d_i + d_j)`` three more beside J. Plus the features
+    (float32) and ~1 GB of interpreter, torch and sklearn (measured: 2.68 GB at N=12,936, D=4,096,
+    no source term, against 2.6 GB estimated)."""
+    matrix = 4 * n * n / 2**30
+    return (4.0 if source else 2.25) * matrix + 4 * n * dim / 2**30 + 1.0
+
+
+def available_memory_gb() -> float:
+    """MemAvailable of /proc/meminfo: what this machine can give a new process now."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    raise RuntimeError("MemAvailable missing from /proc/meminfo")
 
 
 def gpu_visible() -> bool:
@@ -266,17 +304,23 @@ def _cell(result, key, digits=2):
     return f"{result[key]:.{digits}f}" if result else "-"
 
 
-def print_table(ours, gpu, reference):
-    print("\n| step (median s) | ours, CPU kNN | ours, GPU kNN | fast-reid reference | reference / ours CPU |")
-    print("|---|---|---|---|---|")
-    rows = [("exact kNN (faiss flat, k=30)", "knn_s"), ("k-reciprocal Jaccard, kNN included", "jaccard_s"),
-            ("source term (--source)", "source_s"), ("DBSCAN", "dbscan_s"), ("Jaccard (+ source term) + DBSCAN", "total_s")]
-    if not ours["source_s"]:
+def print_table(ours, gpu, reference, abmt, with_source):
+    print("\n| step (median s) | ours, CPU kNN | ours, GPU kNN | fast-reid reference | reference / ours CPU "
+          "| ours, ABMT's Jaccard, CPU kNN |")
+    print("|---|---|---|---|---|---|")
+    rows = [("exact kNN (faiss flat, k=30)", "knn_s"), ("farthest search (ABMT's row scale)", "farthest_s"),
+            ("k-reciprocal Jaccard, its searches included", "jaccard_s"), ("source term (--source)", "source_s"),
+            ("DBSCAN", "dbscan_s"), ("Jaccard (+ source term) + DBSCAN", "total_s")]
+    if not with_source:
         rows = [row for row in rows if row[1] != "source_s"]
+    if not abmt:
+        rows = [row for row in rows if row[1] != "farthest_s"]
     for title, key in rows:
         ratio = f"{reference[key] / ours[key]:.1f}x" if reference and key in reference else "-"
         ref = _cell(reference, key) if reference and key in reference else "-"
-        print(f"| {title} | {_cell(ours, key)} | {_cell(gpu, key)} | {ref} | {ratio} |")
+        ours_cell = "-" if key == "farthest_s" else _cell(ours, key)
+        gpu_cell = "-" if key == "farthest_s" else _cell(gpu, key)
+        print(f"| {title} | {ours_cell} | {gpu_cell} | {ref} | {ratio} | {_cell(abmt, key)} |")
     if gpu:
         print(f"GPU row: kNN on {gpu['knn_device']}")
 
@@ -297,6 +341,7 @@ def main():
                              "without, to exercise the CPU fallback)")
     parser.add_argument("--skip-plain-hdbscan", action="store_true", help="skip the ~200 s plain HDBSCAN calls")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--skip-abmt", action="store_true", help="skip our step with ABMT's Jaccard")
     parser.add_argument("--skip-refine", action="store_true", help="time the clustering only")
     parser.add_argument("--json", type=pathlib.Path, help="also write every number here")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
@@ -310,15 +355,17 @@ def main():
     from sklearn.metrics import adjusted_rand_score
 
     n_ids = args.ids or max(2, round(args.n / 17.2))
-    run_reference = not args.skip_reference and args.n <= DENSE_REFERENCE_MAX_N
+    reference_gb, available_gb = reference_peak_gb(args.n, args.dim, args.source), available_memory_gb()
+    run_reference = not args.skip_reference and reference_gb < available_gb
     run_gpu = args.gpu_knn == "on" or (args.gpu_knn == "auto" and gpu_visible())
     run_refine = not args.skip_refine
     run_plain = run_refine and not args.skip_plain_hdbscan
-    dense_gb = 3 * 4 * args.n**2 / 2**30
     threads, repeats = args.threads, args.repeats
     print(f"N={args.n} D={args.dim} identities={n_ids} eps={args.eps} alpha={args.alpha} k1=30 k2=6 min_samples=4 "
           f"source images={args.source} (λ {args.source_weight if args.source else 0}); "
           f"{threads} thread(s) per process on both sides, median of {repeats} run(s)")
+    print(f"dense reference: ~{reference_gb:.1f} GB peak estimated, {available_gb:.1f} GB available: "
+          f"{'runs' if run_reference else 'skipped'}")
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         truth = {}
@@ -334,13 +381,22 @@ def main():
             run_child("ours_cluster", work, threads, tag="prev", **cluster)
         ours = run_median("ours_cluster", work, threads, repeats, tag="cur", **cluster)
         gpu = run_median("ours_cluster", work, threads, repeats, tag="cur", use_gpu=True, **cluster) if run_gpu else None
-        reference = run_median("reference_cluster", work, threads, repeats, tag="cur", **cluster) if run_reference else None
+        abmt = (None if args.skip_abmt else
+                run_median("ours_cluster", work, threads, repeats, tag="cur", variant="abmt", **cluster))
+        reference = reference_killed = None
+        if run_reference:
+            try:
+                reference = run_median("reference_cluster", work, threads, repeats, tag="cur", **cluster)
+            except ChildKilled as exc:  # the estimate was short: say so, keep our numbers
+                reference_killed = str(exc)
         refined = run_median("ours_refine", work, threads, repeats, alpha=args.alpha) if run_refine else None
         plain = run_child("plain_hdbscan", work, threads, seed=0) if run_plain else None
 
         labels = {"ours_cur": np.load(work / "labels_ours_cur.npy")}
         if gpu:
             labels["gpu_cur"] = np.load(work / "labels_ours_gpu_cur.npy")
+        if abmt:
+            labels["abmt_cur"] = np.load(work / "labels_ours_abmt_cur.npy")
         if refined:
             labels["fast_hdbscan"] = np.load(work / "labels_fast_hdbscan.npy")
         if reference:
@@ -349,13 +405,17 @@ def main():
             labels["plain"] = np.load(work / "labels_plain_hdbscan.npy")
             labels["plain_permuted"] = np.load(work / "labels_plain_hdbscan_permuted.npy")
 
-    for result in (ours, gpu, reference):
+    for result in (ours, gpu, reference, abmt):
         if result:
             result["total_s"] = result["jaccard_s"] + result["source_s"] + result["dbscan_s"]
-    print_table(ours, gpu, reference)
+    print_table(ours, gpu, reference, abmt, with_source=bool(args.source))
     speedup = reference["total_s"] / ours["total_s"] if reference else None
     print(f"\npeak RSS, ours (Jaccard + DBSCAN process): {ours['peak_rss_gb']:.2f} GB "
           f"(+{ours['rss_over_inputs_gb']:.2f} GB over interpreter + features); sparse nnz/row {ours['nnz_per_row']:.0f}")
+    if abmt:
+        print(f"ABMT's Jaccard (same k1, k2, eps, source term): peak RSS {abmt['peak_rss_gb']:.2f} GB; "
+              f"{abmt['clusters']} clusters / {abmt['outliers']} outliers against the fast-reid variant's "
+              f"{ours['clusters']} / {ours['outliers']}, ARI {adjusted_rand_score(labels['ours_cur'], labels['abmt_cur']):.4f}")
     identical = gpu_identical = None
     if gpu:
         gpu_identical = bool(np.array_equal(labels["ours_cur"], labels["gpu_cur"]))
@@ -369,8 +429,11 @@ def main():
         print(f"DBSCAN labels identical: {identical} (ours {ours['clusters']} clusters / {ours['outliers']} outliers, "
               f"reference {reference['clusters']} / {reference['outliers']}; ARI "
               f"{adjusted_rand_score(labels['ours_cur'], labels['reference_cur']):.4f})")
-    elif args.n > DENSE_REFERENCE_MAX_N:
-        print(f"reference: skipped (three dense N×N float32 matrices = {dense_gb:.0f} GB)")
+    elif reference_killed:
+        print(f"reference: {reference_killed}; estimated peak ~{reference_gb:.1f} GB of {available_gb:.1f} GB available")
+    elif not args.skip_reference:
+        print(f"reference: skipped: its dense N×N matrices would peak at ~{reference_gb:.1f} GB (estimated), "
+              f"more than the {available_gb:.1f} GB this machine had available")
     else:
         print("reference: skipped (--skip-reference)")
     from slr_refine.quality import label_quality
@@ -403,11 +466,12 @@ def main():
     elif run_refine:
         print("\nplain HDBSCAN comparison: skipped (--skip-plain-hdbscan)")
 
-    peak = max(ours["peak_rss_gb"], refined["peak_rss_gb"] if refined else 0.0)
+    peak = max(result["peak_rss_gb"] for result in (ours, abmt, refined) if result)
     if args.json:
         args.json.write_text(json.dumps({
             "n": args.n, "dim": args.dim, "identities": n_ids, "threads": threads, "repeats": repeats,
-            "ours_cpu_knn": ours, "ours_gpu_knn": gpu, "reference": reference, "refine": refined,
+            "ours_cpu_knn": ours, "ours_gpu_knn": gpu, "ours_abmt_jaccard": abmt, "reference": reference,
+            "reference_peak_gb_estimated": reference_gb, "available_gb": available_gb, "refine": refined,
             "plain_hdbscan": plain, "speedup_vs_reference": speedup, "labels_identical": identical,
             "gpu_labels_identical": gpu_identical, "refine_share": share, "peak_rss_gb": peak}, indent=1))
     print(f"speedup_vs_reference={f'{speedup:.2f}' if reference else 'skipped'} "

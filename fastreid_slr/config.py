@@ -32,6 +32,10 @@ def add_slr_config(cfg):
     _C.DATASETS.PROCEDURAL.IMAGE_SIZE = [64, 32]
     # Seed of the whole dataset: same seed and sizes give byte-identical images.
     _C.DATASETS.PROCEDURAL.SEED = 0
+    # Most cameras that see one identity (0: NUM_CAMERAS); each identity is seen by 2..this many.
+    _C.DATASETS.PROCEDURAL.MAX_CAMERAS_PER_ID = 0
+    # 0..1: how strongly backdrop, light and blur follow the camera (1: cameras dominate the picture).
+    _C.DATASETS.PROCEDURAL.CAMERA_DOMINANCE = 0.0
 
     _C.SLR = CN()
     # Training stage of the SLR meta-architecture: "adapt" (stage 2, mean teacher on pseudo-labels)
@@ -93,6 +97,8 @@ def add_slr_config(cfg):
     # k1 / k2 of the k-reciprocal Jaccard distance (ABMT: 20 / 6; SpCL and fast-reid: 30 / 6).
     _C.SLR.CLUSTER.K1 = 20
     _C.SLR.CLUSTER.K2 = 6
+    # Jaccard definition: "abmt" (ABMT's rerank.py: k1+1 ranks, d² / row max in the kernel) or "fastreid" (SpCL's).
+    _C.SLR.CLUSTER.JACCARD = "abmt"
     # > 0: DBSCAN eps recomputed every epoch as the mean of the smallest RHO fraction of the
     # pairwise distances (ABMT: 2e-3). 0: the fixed EPS below (SpCL).
     _C.SLR.CLUSTER.RHO = 0.002
@@ -106,6 +112,11 @@ def add_slr_config(cfg):
     _C.SLR.CLUSTER.MIN_SAMPLES = 4
     # Min cluster size when METHOD is "hdbscan" (needs SOURCE_WEIGHT 0).
     _C.SLR.CLUSTER.MIN_CLUSTER_SIZE = 7
+    # Camera-aware clustering features, label-free (camera ids are metadata), for the clustering
+    # distance only: "none" (the paper: camera-blind), "bn" (each camera's images through the
+    # teacher with BN statistics of that camera alone: two passes per clustering), "centre" /
+    # "standardize" (each camera's mean / mean and spread removed from the embedding).
+    _C.SLR.CLUSTER.CAMERA_AWARE = "none"
     # With MODEL.DEVICE cuda and faiss-gpu installed, the kNN runs on the rank's GPU (an exact flat
     # index; the CPU one when faiss has no GPU or the GPU search fails).
     _C.SLR.CLUSTER.USE_GPU = True
@@ -122,6 +133,9 @@ def add_slr_config(cfg):
     _C.SLR.REFINE.HARDEN = "hdbscan"
     # HDBSCAN min cluster size of module (h) (Table 4; paper 7).
     _C.SLR.REFINE.MIN_CLUSTER_SIZE = 7
+    # > 0: module (h)'s min cluster size is this fraction of the median size of the epoch's
+    # clusters instead (at least 2); the paper's 7 is ~0.4 x a Market-1501 cluster.
+    _C.SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION = 0.0
     # eps / min_samples of module (h) when HARDEN is "dbscan" (euclidean on the soft labels).
     _C.SLR.REFINE.DBSCAN_EPS = 0.3
     _C.SLR.REFINE.DBSCAN_MIN_SAMPLES = 4
@@ -136,10 +150,10 @@ def add_slr_config(cfg):
     # Stage 1 (source pretraining) runs first when its weights are missing; stage 2 starts from them.
     # Labelled source datasets of stage 1 (e.g. ("DukeMTMC",) for D→M).
     _C.SLR.SOURCE.DATASETS = ()
-    # Source-pretrained weights for stage 2. Empty: OUTPUT_DIR of stage 1 + "/model_final.pth",
-    # trained first if absent. A non-empty path must exist.
+    # Source-pretrained weights for stage 2. Empty: stage 1's model_best.pth (EVAL_PERIOD > 0) or
+    # model_final.pth in its OUTPUT_DIR, trained first if stage 1 has not finished. A non-empty path must exist.
     _C.SLR.SOURCE.WEIGHTS = ""
-    # Output folder of stage 1; empty: "<OUTPUT_DIR>/../source-<datasets>".
+    # Output folder of stage 1, one per task (BN sees the target); empty: "<OUTPUT_DIR>/../source-<src>-to-<tgt>".
     _C.SLR.SOURCE.OUTPUT_DIR = ""
     # Stage 1 schedule (ABMT: Adam 3.5e-4, 80 epochs, linear warm-up over 10 epochs from 0.01×,
     # ×SOLVER.GAMMA at each of STEPS, epochs counted from the start of training). A direct
@@ -150,6 +164,10 @@ def add_slr_config(cfg):
     _C.SLR.SOURCE.WARMUP_FACTOR = 0.01
     _C.SLR.SOURCE.BASE_LR = 0.00035
     _C.SLR.SOURCE.IMS_PER_BATCH = 64
+    # Stage-1 steps per epoch (ABMT: --iters 200); 0: fast-reid's epoch, a pass over the source set.
+    _C.SLR.SOURCE.ITERS_PER_EPOCH = 200
+    # > 0: stage 1 tests the source every N epochs; stage 2 adapts from the best mAP (ABMT: --eval-step 40).
+    _C.SLR.SOURCE.EVAL_PERIOD = 40
 
     _C.SLR.CHECKPOINT = CN()
     # Per-epoch checkpoints kept in each stage's folder, newest first (0: all of them, fast-reid's

@@ -22,6 +22,12 @@ def numeric_results(results) -> dict:
     return {k: float(v) for k, v in flatten_results_dict(results).items() if isinstance(v, (int, float, np.number))}
 
 
+def mean_map(flat: dict) -> float:
+    """The mAP of ``numeric_results``' dict: one test set's, or the mean over several (``<set>/mAP``)."""
+    values = [v for k, v in flat.items() if k == "mAP" or k.endswith("/mAP")]
+    return sum(values) / len(values)
+
+
 def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
     """Write ``path`` all at once: ``write(f)`` fills a hidden temporary file beside it, which then
     replaces ``path`` (``os.replace`` is atomic on POSIX and Windows). A process killed at any

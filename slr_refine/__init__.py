@@ -4,6 +4,7 @@ Per epoch: ``jaccard_distance`` (+ ``add_source_term``) -> ``cluster_dbscan`` ->
 (IoU projection, refined soft labels, hardening). Nothing here imports torch or fast-reid: the paper's claim is
 that SLR helps any clustering-based self-supervised system.
 """
+from .camera import CAMERA_NORMALIZATIONS, camera_normalized
 from .cluster import cluster_dbscan, cluster_hdbscan, eps_from_rho
 from .distance import AbsentPairs, jaccard_distance, knn, normalize_features, to_dense_distance
 from .harden import HARDEN_METHODS, harden
@@ -14,6 +15,7 @@ from .source_term import add_source_term, source_distances
 
 __all__ = [
     "AbsentPairs",
+    "CAMERA_NORMALIZATIONS",
     "HARDEN_METHODS",
     "NORMALIZATIONS",
     "PREV_SOURCES",
@@ -21,6 +23,7 @@ __all__ = [
     "RefineResult",
     "SLRRefiner",
     "add_source_term",
+    "camera_normalized",
     "cluster_dbscan",
     "cluster_hdbscan",
     "eps_from_rho",

@@ -1,10 +1,19 @@
-"""k-reciprocal Jaccard distance (Zhong et al.'s re-ranking, SpCL variant) as a sparse matrix.
+"""k-reciprocal Jaccard distance (Zhong et al.'s re-ranking) as a sparse matrix, in two variants.
 
-The semantics are those of fast-reid's ``fastreid.utils.compute_dist.compute_jaccard_distance``:
-exact L2 kNN (k1 columns, self included), k-reciprocal sets R(i, k1) and R(i, round(k1/2)),
+``variant="fastreid"``: the semantics of fast-reid's (and SpCL's)
+``fastreid.utils.compute_dist.compute_jaccard_distance``: exact L2 kNN (k1 columns, self included),
+k-reciprocal sets R(i, k1) over those k1 columns and R(i, k1/2) over the first round(k1/2)+1,
 expansion by candidates whose half set overlaps R(i, k1) by more than 2/3, Gaussian-kernel
 weights ``softmax(-||x_i - x_j||²)`` over the expanded set, query expansion (mean over the k2
 nearest rows) and ``d = 1 - m / (2 - m)`` with ``m = Σ_k min(V[i,k], V[j,k])``.
+
+``variant="abmt"``: ABMT's ``compute_jaccard_dist`` (abmt/utils/rerank.py), which the paper's
+baseline clustered with. Two differences, both of which change labels: R(i, k1) is taken over the
+first k1+1 ranks (the sample itself and k1 others), and the kernel is ``exp(-||x_i - x_j||² / M_i)``
+normalised over the expanded set, ``M_i`` the squared distance from i to the farthest sample of the
+whole set (ABMT divides each row of its dense distance matrix by the row's maximum). ``M_i`` comes
+from one more exact search (largest distance instead of smallest), so this variant costs about two
+kNN searches instead of one.
 
 Why not fast-reid's own code: it fills three dense N×N matrices and loops over rows in Python
 (~100 s and ~2 GB at N=12,936; 40 GB per matrix at N=100k). Here every step is sparse and the two
@@ -38,7 +47,11 @@ except ImportError as exc:  # the package's own faiss check cannot be imported f
                       f"CUDA machine (never both)") from exc
 
 
-__all__ = ["AbsentPairs", "normalize_features", "search", "knn", "jaccard_distance", "to_dense_distance"]
+__all__ = ["AbsentPairs", "JACCARD_VARIANTS", "normalize_features", "search", "knn", "jaccard_distance",
+           "to_dense_distance"]
+
+# fast-reid's / SpCL's definition, and ABMT's (module docstring).
+JACCARD_VARIANTS = ("fastreid", "abmt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +84,11 @@ def normalize_features(features: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(features / norms)
 
 
-def _exact_search(base: np.ndarray, queries: np.ndarray, k: int, chunk_size: int, gpu_device=None):
+def _exact_search(base: np.ndarray, queries: np.ndarray, k: int, chunk_size: int, gpu_device=None,
+                  farthest: bool = False):
     """Flat (exact) L2 search of ``queries`` among ``base``, on CUDA device ``gpu_device`` or, when
-    None, the CPU: (squared distances, indices), each (len(queries), k)."""
-    index = faiss.IndexFlatL2(base.shape[1])
+    None, the CPU: (squared distances, indices), each (len(queries), k). ``farthest``: ``search``'s."""
+    index = faiss.IndexFlatIP(base.shape[1]) if farthest else faiss.IndexFlatL2(base.shape[1])
     if gpu_device is not None:
         resources = faiss.StandardGpuResources()  # freed, with its scratch memory, on return
         index = faiss.index_cpu_to_gpu(resources, gpu_device, index)
@@ -83,13 +97,18 @@ def _exact_search(base: np.ndarray, queries: np.ndarray, k: int, chunk_size: int
     ranks = np.empty((queries.shape[0], k), dtype=np.int64)
     for start in range(0, queries.shape[0], chunk_size):
         stop = min(start + chunk_size, queries.shape[0])
-        distances[start:stop], ranks[start:stop] = index.search(queries[start:stop], k)
+        chunk = queries[start:stop]
+        distances[start:stop], ranks[start:stop] = index.search(-chunk if farthest else chunk, k)
     return distances, ranks
 
 
 def search(base: np.ndarray, queries: np.ndarray, k: int, use_gpu: bool = False, chunk_size: int = 4096,
-           gpu_device: int = 0):
+           gpu_device: int = 0, farthest: bool = False):
     """Each query's k nearest rows of ``base`` (exact L2), nearest first: (squared distances, indices).
+
+    ``farthest``: the k farthest rows instead, farthest first, for unit-norm rows only (where the
+    largest distance is the largest inner product with the negated query); the first array then
+    holds those inner products, not distances.
 
     ``use_gpu``: search on CUDA device ``gpu_device`` (the caller's, never a hard-coded 0). When
     faiss has no GPU there, or the GPU search fails (out of memory, say), the same exact search
@@ -99,17 +118,17 @@ def search(base: np.ndarray, queries: np.ndarray, k: int, use_gpu: bool = False,
     base = np.ascontiguousarray(base, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if not use_gpu:
-        return _exact_search(base, queries, k, chunk_size)
+        return _exact_search(base, queries, k, chunk_size, farthest=farthest)
     gpus = faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
     if gpu_device >= gpus:
         warnings.warn(f"use_gpu=True but faiss sees {gpus} GPU(s), not device {gpu_device}; searching on the CPU",
                       RuntimeWarning)
-        return _exact_search(base, queries, k, chunk_size)
+        return _exact_search(base, queries, k, chunk_size, farthest=farthest)
     try:
-        return _exact_search(base, queries, k, chunk_size, gpu_device)
+        return _exact_search(base, queries, k, chunk_size, gpu_device, farthest)
     except RuntimeError as exc:  # faiss reports its C++ errors (e.g. cudaMalloc) as RuntimeError
         warnings.warn(f"faiss GPU search on device {gpu_device} failed ({exc}); searching on the CPU", RuntimeWarning)
-        return _exact_search(base, queries, k, chunk_size)
+        return _exact_search(base, queries, k, chunk_size, farthest=farthest)
 
 
 def knn(features: np.ndarray, k: int, use_gpu: bool = False, chunk_size: int = 4096,
@@ -205,8 +224,28 @@ def _squared_distance(x, y):
 
 
 @numba.njit(cache=True)
-def _gaussian_weights(features, indptr, indices):
-    """V's values: softmax of -||x_i - x_j||² over each row's expanded set."""
+def _distances_to(features, partners):
+    """||x_i - x_partners[i]||² of every row, in float64."""
+    distances = np.empty(features.shape[0], dtype=np.float64)
+    for i in range(features.shape[0]):
+        distances[i] = _squared_distance(features[i], features[partners[i]])
+    return distances
+
+
+def farthest_squared_distances(features: np.ndarray, use_gpu: bool = False, chunk_size: int = 4096,
+                               gpu_device: int = 0) -> np.ndarray:
+    """max_j ||x_i - x_j||² of every row of unit-norm ``features`` (ABMT's per-row scale M_i), float64.
+
+    The farthest row comes from an exact search (``search(farthest=True)``); its distance is then
+    recomputed in float64, as every kernel distance here is.
+    """
+    farthest = search(features, features, 1, use_gpu, chunk_size, gpu_device, farthest=True)[1][:, 0]
+    return _distances_to(features, farthest)
+
+
+@numba.njit(cache=True)
+def _gaussian_weights(features, indptr, indices, row_scale):
+    """V's values: softmax of -||x_i - x_j||² · row_scale[i] over each row's expanded set."""
     weights = np.empty(indices.shape[0], dtype=np.float32)
     for i in range(indptr.shape[0] - 1):
         start, stop = indptr[i], indptr[i + 1]
@@ -214,7 +253,7 @@ def _gaussian_weights(features, indptr, indices):
             continue
         distances = np.empty(stop - start, dtype=np.float64)
         for t in range(start, stop):
-            distances[t - start] = _squared_distance(features[i], features[indices[t]])
+            distances[t - start] = _squared_distance(features[i], features[indices[t]]) * row_scale[i]
         shifted = np.exp(-(distances - distances.min()))
         weights[start:stop] = (shifted / shifted.sum()).astype(np.float32)
     return weights
@@ -306,6 +345,7 @@ def jaccard_distance(
     use_gpu: bool = False,
     chunk_size: int = 4096,
     gpu_device: int = 0,
+    variant: str = "fastreid",
 ) -> sp.csr_matrix:
     """Sparse k-reciprocal Jaccard distance of the rows of ``features`` (N, D).
 
@@ -313,28 +353,44 @@ def jaccard_distance(
         features: teacher features, one row per sample.
         k1: neighbourhood size of the k-reciprocal sets (fast-reid/SpCL 30, ABMT 20).
         k2: query-expansion size (1 disables it, as in fast-reid).
-        normalize: L2-normalise rows first (what fast-reid's callers do with cosine features).
+        normalize: L2-normalise rows first (what fast-reid's callers do with cosine features; ABMT's
+            model outputs unit-norm features, and its variant needs them).
         use_gpu: search the kNN on a faiss GPU index when one exists (``knn``).
         chunk_size: kNN query rows per faiss call.
         gpu_device: the CUDA device of that index.
+        variant: "fastreid" or "abmt" (``JACCARD_VARIANTS``, module docstring).
 
     Returns:
         float32 CSR (N, N); absent pairs mean distance 1, stored zeros are real (module docstring).
     """
+    if variant not in JACCARD_VARIANTS:
+        raise ValueError(f"Jaccard variant must be one of {JACCARD_VARIANTS}, got {variant!r}")
+    if variant == "abmt" and not normalize:
+        raise ValueError("the abmt variant scales by the farthest sample, found on unit-norm rows: normalize=True")
     features = normalize_features(features) if normalize else np.ascontiguousarray(features, dtype=np.float32)
     n = features.shape[0]
-    k1 = min(k1, n)  # fast-reid indexes faiss's -1 padding as row -1 when N < k1
-    ranks = knn(features, k1, use_gpu=use_gpu, chunk_size=chunk_size, gpu_device=gpu_device)
+    if variant == "abmt":
+        # ABMT ranks the whole row and slices k1+1 columns for R(i, k1) and round(k1/2)+1 for the half set
+        full_columns = min(k1 + 1, n)
+        half_columns = min(int(np.around(k1 / 2)) + 1, n)
+        with np.errstate(divide="ignore"):
+            farthest = farthest_squared_distances(features, use_gpu, chunk_size, gpu_device)
+            row_scale = np.where(farthest > 0, 1.0 / farthest, 1.0)  # all rows equal: every distance is 0
+    else:
+        # fast-reid searches k1 neighbours and slices k1+1 columns: R(i, k1) sees k1 columns (self
+        # included), R(i, k1/2) round(k1/2)+1 of them; it indexes faiss's -1 padding as row -1 when N < k1
+        full_columns = min(k1, n)
+        half_columns = min(int(np.around(full_columns / 2)) + 1, full_columns)
+        row_scale = np.ones(n)
+    ranks = knn(features, full_columns, use_gpu=use_gpu, chunk_size=chunk_size, gpu_device=gpu_device)
 
-    # fast-reid searches k1 neighbours and slices k1+1 columns: R(i, k1) sees k1 columns (self
-    # included), R(i, k1/2) round(k1/2)+1 of them
-    full_ptr, full_idx = _reciprocal_sets(ranks, k1)
-    half = int(np.around(k1 / 2))
-    half_ptr, half_idx = _reciprocal_sets(ranks, min(half + 1, k1))
+    full_ptr, full_idx = _reciprocal_sets(ranks, full_columns)
+    half_ptr, half_idx = _reciprocal_sets(ranks, half_columns)
     exp_ptr, exp_idx = _expanded_sets(full_ptr, full_idx, half_ptr, half_idx)
-    encoding = sp.csr_matrix((_gaussian_weights(features, exp_ptr, exp_idx), exp_idx, exp_ptr), shape=(n, n))
+    encoding = sp.csr_matrix((_gaussian_weights(features, exp_ptr, exp_idx, row_scale), exp_idx, exp_ptr),
+                             shape=(n, n))
 
-    k2 = min(k2, k1)
+    k2 = min(k2, full_columns)
     if k2 != 1:
         rows = np.repeat(np.arange(n), k2)
         averaging = sp.csr_matrix(

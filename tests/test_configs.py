@@ -27,9 +27,11 @@ def _load(path, opts=()):
     return cfg
 
 
-def test_eight_paper_configs():
+def test_paper_configs_and_msmt17():
+    """The paper's eight tasks, and Market / Duke -> MSMT17 on ABMT's settings."""
     names = {os.path.basename(p)[:-4] for p in PAPER_CONFIGS}
-    assert names == {f"{task}{ibn}" for task in ("d2m", "m2d", "m2px", "px2m") for ibn in ("", "_ibn")}
+    tasks = ("d2m", "m2d", "m2px", "px2m", "m2msmt", "d2msmt")
+    assert names == {f"{task}{ibn}" for task in tasks for ibn in ("", "_ibn")}
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=os.path.basename)
@@ -39,11 +41,20 @@ def test_paper_config_settings(path):
     assert cfg.MODEL.BACKBONE.WITH_IBN == path.endswith("_ibn.yml")
     assert cfg.SOLVER.MAX_EPOCH == 50 and cfg.SOLVER.IMS_PER_BATCH == 16
     assert cfg.SLR.REFINE.HARDEN == "hdbscan" and cfg.SLR.REFINE.MIN_CLUSTER_SIZE == 7
-    assert cfg.DATASETS.NAMES == cfg.DATASETS.TESTS and cfg.SLR.SOURCE.DATASETS != cfg.DATASETS.NAMES
+    # MSMT17: trained on train + val (MSMT17TrainVal), tested on fast-reid's MSMT17
+    assert cfg.DATASETS.TESTS == {("MSMT17TrainVal",): ("MSMT17",)}.get(cfg.DATASETS.NAMES, cfg.DATASETS.NAMES)
+    assert cfg.SLR.SOURCE.DATASETS != cfg.DATASETS.TESTS
     # ABMT's recipe, which the paper's baseline numbers come from
     assert (cfg.SLR.CLUSTER.K1, cfg.SLR.CLUSTER.K2, cfg.SLR.CLUSTER.RHO, cfg.SLR.CLUSTER.SOURCE_WEIGHT) == (20, 6, 0.002, 0.1)
     assert cfg.DATALOADER.SAMPLER_TRAIN == "CrossCameraIdentitySampler" and cfg.SLR.REFINE.PROJECT_OUTLIERS
     assert (cfg.SLR.SOURCE.STEPS, cfg.SLR.SOURCE.WARMUP_EPOCHS, cfg.SLR.SOURCE.WARMUP_FACTOR) == ([40, 70], 10, 0.01)
+    assert cfg.SLR.ITERS_PER_EPOCH == 400
+    # ABMT's Jaccard, stage-1 epochs of 200 steps, source evaluation every 40 epochs (model_best.pth)
+    assert (cfg.SLR.CLUSTER.JACCARD, cfg.SLR.SOURCE.ITERS_PER_EPOCH, cfg.SLR.SOURCE.EVAL_PERIOD) == ("abmt", 200, 40)
+    file_text = open(path).read() + open(os.path.join(REPO, "configs", "Base-SLR.yml")).read()
+    assert "JACCARD: abmt" in file_text and "ITERS_PER_EPOCH: 200" in file_text  # named, not config defaults
+    # stage 1 adapts BN to the target (SLR.PRETRAIN.TARGET_BN): one folder per task, as ABMT's per pair
+    assert cfg.SLR.SOURCE.OUTPUT_DIR == "logs/SLR/source/" + os.path.basename(path)[:-4]
     PseudoLabeler.from_config(cfg)  # valid method names and ranges
 
 
@@ -61,6 +72,52 @@ def test_readme_shrink_opts_give_a_cpu_model(path):
     with torch.no_grad():
         features = model({"images": torch.rand(2, 3, *cfg.INPUT.SIZE_TEST) * 255})
     assert features.device.type == "cpu" and features.shape[0] == 2 and torch.isfinite(features).all()
+
+
+def _msmt17(root, folder, train, test, lists):
+    """A few fake MSMT17 images in fast-reid's layout: <root>/<folder>/{<train>, <test>, list_*.txt}."""
+    from PIL import Image
+
+    for split, directory in (("train", train), ("val", train), ("query", test), ("gallery", test)):
+        names = lists[split]
+        for name, _ in names:
+            path = os.path.join(root, folder, directory, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            Image.new("RGB", (8, 16)).save(path)
+        with open(os.path.join(root, folder, f"list_{split}.txt"), "w") as f:
+            f.writelines(f"{name} {pid}\n" for name, pid in names)
+
+
+@pytest.mark.parametrize("folder, train, test", [("MSMT17_V1", "train", "test"),
+                                                 ("MSMT17_V2", "mask_train_v2", "mask_test_v2")])
+def test_msmt17_layout_the_readme_gives(tmp_path, monkeypatch, folder, train, test):
+    """fast-reid's MSMT17 reads $FASTREID_DATASETS/<folder>/ itself (no MSMT17/ level); camera =
+    third field of the file name - 1; query and gallery identities follow the training ones.
+    MSMT17TrainVal adds list_val.txt's images to the training set (ABMT's), nothing else."""
+    import fastreid.data.build as build
+
+    from fastreid_slr.data.paths import build_dataset
+
+    monkeypatch.setattr(build, "_root", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"MSMT17 not found.*MSMT17_V1 \(or MSMT17_V2\).*FASTREID_DATASETS"):
+        build_dataset("MSMT17")
+    lists = {"train": [("0000/0000_000_01_0303morning_0015_0.jpg", 0), ("0001/0001_003_07_0303noon_0021_1.jpg", 1)],
+             "val": [("0001/0001_004_02_0303noon_0022_0.jpg", 1)],
+             "query": [("0000/0000_000_05_0303afternoon_0008_0.jpg", 0)],
+             "gallery": [("0000/0000_001_15_0303afternoon_0009_0.jpg", 0)]}
+    _msmt17(str(tmp_path), folder, train, test, lists)
+    data = build_dataset("MSMT17")
+    assert [(os.path.relpath(p, tmp_path), pid, cam) for p, pid, cam in data.train] == [
+        (os.path.join(folder, train, "0000/0000_000_01_0303morning_0015_0.jpg"), "msmt17_0", "msmt17_0"),
+        (os.path.join(folder, train, "0001/0001_003_07_0303noon_0021_1.jpg"), "msmt17_1", "msmt17_6")]
+    assert [(pid, cam) for _, pid, cam in data.query] == [(2, 4)]
+    assert [(pid, cam) for _, pid, cam in data.gallery] == [(2, 14)]
+    train_val = build_dataset("MSMT17TrainVal")
+    assert train_val.train == data.train + [
+        (os.path.join(str(tmp_path), folder, train, "0001/0001_004_02_0303noon_0022_0.jpg"), "msmt17_1", "msmt17_1")]
+    assert (train_val.query, train_val.gallery) == (data.query, data.gallery)
+    with pytest.raises(ValueError, match="COMBINEALL would add the test images"):
+        build_dataset("MSMT17TrainVal", combineall=True)
 
 
 def _draws_after_setup(tmp_path, seed):

@@ -50,6 +50,20 @@ def test_structure_of_deeper_resnets(depth, block, stage4, width):
     assert not shared, "branch B's stage 4 must be an independent copy"
 
 
+def test_extra_block_initialised_as_abmts():
+    """ABMT's weights_init_kaiming: convolutions over fan-in (1x1 2048 -> 512: std sqrt(2/2048); 512 ->
+    2048: sqrt(2/512), the reverse of fast-reid's fan-out rule), BN weights from N(1, 0.02)."""
+    torch.manual_seed(0)
+    extra = build_backbone(backbone_cfg("50x")).extra_b
+    assert extra.conv1.weight.std().item() == pytest.approx((2 / 2048) ** 0.5, rel=0.02)
+    assert extra.conv3.weight.std().item() == pytest.approx((2 / 512) ** 0.5, rel=0.02)
+    assert extra.conv2.weight.std().item() == pytest.approx((2 / (512 * 9)) ** 0.5, rel=0.02)
+    for bn in (extra.bn1, extra.bn2, extra.bn3):
+        assert bn.weight.mean().item() == pytest.approx(1.0, abs=0.005)
+        assert bn.weight.std().item() == pytest.approx(0.02, rel=0.15)
+        assert torch.count_nonzero(bn.bias) == 0
+
+
 def _fake_imagenet_weights(tmp_path, name="resnet18-5c106cde.pth"):
     """A single-branch fast-reid ResNet-18's state dict (as torchvision names it), saved to disk."""
     cfg = get_cfg()
@@ -97,10 +111,24 @@ def test_missing_weights_say_which_file(tmp_path, monkeypatch):
         build_backbone(backbone_cfg("18x", PRETRAIN=True, WITH_IBN=True))
 
 
+@pytest.mark.parametrize("depth, ibn", [("50x", False), ("50x", True), ("18x", False)])
+def test_stem_relu_as_abmt_plain_resnet_drops_it_ibn_keeps_it(depth, ibn):
+    """ABMT's resnet_AB.py: conv1 -> bn1 -> maxpool; resnet_AB_ibn.py: conv1 -> bn1 -> relu -> maxpool.
+    fast-reid's own ResNet keeps its ReLU either way."""
+    cfg = backbone_cfg(depth, WITH_IBN=ibn)
+    dual = build_backbone(cfg)
+    assert isinstance(dual.stem_act, torch.nn.ReLU) == ibn
+    assert isinstance(dual.stem_act, torch.nn.Identity) != ibn
+    stem_relus = [name for name, module in dual.named_children() if isinstance(module, torch.nn.ReLU)]
+    assert stem_relus == (["stem_act"] if ibn else [])
+    assert isinstance(build_resnet_backbone(cfg).relu, torch.nn.ReLU)
+
+
 @pytest.mark.parametrize("depth, ibn", [("18x", False), ("50x", True)])
 def test_built_from_fastreids_own_resnet_same_weights_and_outputs(depth, ibn):
-    """Same seed: the trunk and branch A are fast-reid's ResNet exactly (weights and output); branch
-    B starts as a copy of its stage 4, followed by the extra block."""
+    """Same seed: the trunk and branch A are fast-reid's ResNet exactly (weights, and output with
+    the stem as ABMT's); branch B starts as a copy of its stage 4, followed by the extra block.
+    Where ABMT drops the stem ReLU (plain ResNet), the output differs from fast-reid's own."""
     cfg = backbone_cfg(depth, WITH_IBN=ibn)
     torch.manual_seed(0)
     dual = build_backbone(cfg).eval()
@@ -116,6 +144,9 @@ def test_built_from_fastreids_own_resnet_same_weights_and_outputs(depth, ibn):
     images = torch.randn(2, 3, 64, 32)
     with torch.no_grad():
         a, b = dual(images)
+        assert torch.equal(a, reference(images)) == ibn  # fast-reid's own stem has the ReLU
+        if not ibn:
+            reference.relu = torch.nn.Identity()  # ABMT's plain stem
         torch.testing.assert_close(a, reference(images), rtol=0, atol=0)
         torch.testing.assert_close(b, dual.extra_b(reference.layer4(_trunk(reference, images))), rtol=0, atol=0)
 

@@ -13,7 +13,7 @@ from PIL import Image
 import fastreid_slr  # noqa: F401  (compat patches before fastreid.data)
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid_slr.config import add_slr_config
-from fastreid_slr.data.procedural import (ProceduralA, ProceduralB, ProceduralSpec,
+from fastreid_slr.data.procedural import (ProceduralA, ProceduralB, ProceduralSpec, render,
                                           ensure_generated, generate, get_default_spec, plan,
                                           set_default_spec)
 
@@ -273,3 +273,46 @@ def test_nuisance_varies_per_image_more_than_per_camera(small_root, cls):
     within = np.mean([brightness[cams == c].std() for c in np.unique(cams)])
     between = np.std([brightness[cams == c].mean() for c in np.unique(cams)])
     assert within > between
+
+
+def test_max_cameras_per_id_bounds_the_cameras_of_each_identity():
+    spec = ProceduralSpec(num_train_ids=60, num_test_ids=10, num_cameras=8, images_per_camera=1,
+                          max_cameras_per_id=5)
+    cameras = collections.defaultdict(set)
+    for shot in plan(spec, "B"):
+        if shot.pid:
+            cameras[shot.pid].add(shot.cam)
+    counts = [len(c) for c in cameras.values()]
+    assert min(counts) == 2 and max(counts) == 5
+    assert len(set().union(*cameras.values())) == 8  # every camera is still used
+    with pytest.raises(ValueError, match="max_cameras_per_id"):
+        ProceduralSpec(num_cameras=4, max_cameras_per_id=5)
+
+
+def _camera_share(dominance: float) -> float:
+    """Between-camera over within-camera spread of the images' mean colour, domain B."""
+    spec = ProceduralSpec(num_train_ids=12, num_test_ids=1, num_cameras=4, images_per_camera=3,
+                          camera_dominance=dominance)
+    style = render.DOMAIN_STYLES["B"]
+    cameras = [render.sample_camera(generate._rng(spec, "B", generate._CAMERA, c), style, c, spec.image_size,
+                                    dominance) for c in range(spec.num_cameras)]
+    colour, cams = [], []
+    for shot in plan(spec, "B"):
+        if shot.split == "bounding_box_train":
+            image = render.render(generate.identity(spec, "B", shot.pid), cameras[shot.cam], style,
+                                  np.random.default_rng(shot.index), spec.image_size)
+            colour.append(image.reshape(-1, 3).mean(0))
+            cams.append(shot.cam)
+    colour, cams = np.asarray(colour), np.asarray(cams)
+    between = np.linalg.norm(np.std([colour[cams == c].mean(0) for c in range(spec.num_cameras)], axis=0))
+    within = np.mean([np.linalg.norm(colour[cams == c].std(0)) for c in range(spec.num_cameras)])
+    return between / within
+
+
+def test_camera_dominance_moves_the_nuisance_from_the_image_to_the_camera():
+    """CAMERA_DOMINANCE 1: the cameras' light and colour lie far apart and the images of one camera
+    close together (the data the sweep's camera-dominated shape needs); 0 leaves the default data
+    byte for byte as it was (the renderer's draws are unchanged)."""
+    mild, dominant = _camera_share(0.0), _camera_share(1.0)
+    assert mild < 1.0 < dominant
+    assert dominant > 3 * mild

@@ -1,6 +1,9 @@
-"""ABMT's training recipe as the paper trained it: stage-1 schedule, cross-camera PK batches, and a
-teacher that only moves after a real optimiser step."""
+"""ABMT's training recipe as the paper trained it: stage-1 schedule and length, the source model
+stage 2 starts from, cross-camera PK batches, and a teacher that only moves after a real optimiser
+step."""
 import itertools
+import json
+import logging
 import os
 import types
 
@@ -41,6 +44,96 @@ def test_paper_schedule_decays_at_epochs_40_and_70():
     assert factor(0) == pytest.approx(0.01) and factor(5) == pytest.approx(0.505) and factor(10) == 1
     assert factor(39) == 1 and factor(40) == pytest.approx(0.1) and factor(69) == pytest.approx(0.1)
     assert factor(70) == pytest.approx(0.01) and factor(79) == pytest.approx(0.01)
+
+
+def _stage_one(tmp_path, monkeypatch, **opts):
+    """A tiny stage-1 trainer and a list that counts its optimiser steps."""
+    cfg = tiny_slr_cfg(tmp_path / "out", tmp_path / "source", **opts)
+    stage = source_stage_config(cfg)
+    os.makedirs(stage.OUTPUT_DIR)
+    steps = []
+    original = SourcePretrainTrainer.run_step
+    monkeypatch.setattr(SourcePretrainTrainer, "run_step", lambda self: (steps.append(self.epoch), original(self)))
+    trainer = SourcePretrainTrainer(stage)
+    trainer.resume_or_load(resume=False)
+    return trainer, steps
+
+
+@pytest.mark.parametrize("iters_per_epoch", [0, 9])
+def test_stage1_epochs_last_iters_per_epoch_steps(tmp_path, monkeypatch, iters_per_epoch):
+    """SLR.SOURCE.ITERS_PER_EPOCH steps an epoch (ABMT's --iters), more than a pass over this source
+    set; 0 keeps fast-reid's epoch, len(source train set) // batch."""
+    from fastreid_slr.data.loaders import load_train_items
+
+    trainer, steps = _stage_one(tmp_path, monkeypatch, **{
+        "SLR.SOURCE.MAX_EPOCH": 2, "SLR.SOURCE.ITERS_PER_EPOCH": iters_per_epoch, "SLR.SOURCE.EVAL_PERIOD": 0})
+    trainer.train()
+    per_pass = len(load_train_items(("ProceduralA",))) // 16  # TINY_SLR's SLR.SOURCE.IMS_PER_BATCH
+    assert per_pass < 9
+    expected = iters_per_epoch or per_pass
+    assert steps == [0] * expected + [1] * expected
+
+
+def test_stage2_starts_from_the_best_source_epoch_and_source_only_is_its_figure(tmp_path, monkeypatch, caplog):
+    """SLR.SOURCE.EVAL_PERIOD 2 over 5 epochs: source evaluations after epochs 1, 3 and 4 (the last).
+    Their source mAPs are set (60, 40, 50) so that the best is not the last, and fast-reid's own
+    "metric" (10, 30, 20) would pick another: model_best.pth is epoch 1's, the record says so, and
+    stage 1's final_results.json is that model's target evaluation."""
+    from fastreid_slr.engine import ensure_source_weights
+    from fastreid_slr.engine.stages import evaluate_on_target
+    from fastreid_slr.utils import numeric_results
+
+    real_test = SourcePretrainTrainer.test.__func__
+    source_scores = iter([(60.0, 10.0), (40.0, 30.0), (50.0, 20.0)])
+    evaluated = []
+
+    def test(cls, cfg, model):
+        evaluated.append(tuple(cfg.DATASETS.TESTS))
+        if cfg.DATASETS.TESTS == ("ProceduralA",):
+            mAP, metric = next(source_scores)
+            return {"Rank-1": 90.0, "mAP": mAP, "mINP": 5.0, "metric": metric}
+        return real_test(cls, cfg, model)
+
+    monkeypatch.setattr(SourcePretrainTrainer, "test", classmethod(test))
+    cfg = tiny_slr_cfg(tmp_path / "out", tmp_path / "source", **{
+        "SLR.SOURCE.MAX_EPOCH": 5, "SLR.SOURCE.EVAL_PERIOD": 2, "SLR.SOURCE.ITERS_PER_EPOCH": 2,
+        "SLR.CHECKPOINT.KEEP_LAST": 0})
+    with caplog.at_level(logging.INFO, logger="fastreid_slr.engine.stages"):
+        weights = ensure_source_weights(cfg)
+    source = tmp_path / "source"
+    assert weights == str(source / "model_best.pth")
+    assert evaluated == [("ProceduralA",)] * 3 + [("ProceduralB",)]  # the target once, for the chosen model
+
+    record = json.loads((source / "source_model.json").read_text())
+    assert (record["epoch"], record["mAP"]) == (1, 60.0)
+    assert [(e["epoch"], e["mAP"]) for e in record["evaluations"]] == [(1, 60.0), (3, 40.0), (4, 50.0)]
+    assert "Stage 2 starts from" in caplog.text and "stage-1 epoch 1" in caplog.text
+
+    def checkpoint(name):
+        return torch.load(source / name, map_location="cpu", weights_only=True)
+
+    best, epoch_1, final = checkpoint("model_best.pth"), checkpoint("model_0001.pth"), checkpoint("model_final.pth")
+    assert best["epoch"] == 1
+    assert all(torch.equal(v, epoch_1["model"][k]) for k, v in best["model"].items())
+    assert any(not torch.equal(v, final["model"][k]) for k, v in best["model"].items())
+    assert checkpoint("model_0003.pth")["source_model"]["best"]["epoch"] == 1  # what a resume restores
+
+    final_results = json.loads((source / "final_results.json").read_text())
+    assert final_results == numeric_results(evaluate_on_target(cfg, weights))
+    assert ensure_source_weights(cfg) == weights and len(evaluated) == 5  # reused: no training, no evaluation
+    # (the 5th is evaluate_on_target above)
+
+
+def test_finished_stage1_without_source_evaluation_is_refused_at_start_up(tmp_path):
+    from fastreid_slr.engine import check_adaptation_config
+
+    cfg = tiny_slr_cfg(tmp_path / "out", tmp_path / "source", **{"SLR.SOURCE.EVAL_PERIOD": 40})
+    os.makedirs(tmp_path / "source")
+    (tmp_path / "source" / "model_final.pth").write_bytes(b"stage 1 trained with SLR.SOURCE.EVAL_PERIOD 0")
+    with pytest.raises(FileNotFoundError, match="without model_best.pth.*SLR.SOURCE.EVAL_PERIOD 0"):
+        check_adaptation_config(cfg)
+    cfg.SLR.SOURCE.EVAL_PERIOD = 0
+    check_adaptation_config(cfg)
 
 
 def _items(cameras_per_id, images_per_camera=4, single=()):

@@ -144,3 +144,33 @@ def test_bad_arguments_and_changed_sample_count_are_rejected():
     refiner.step(np.zeros(10, dtype=int))
     with pytest.raises(ValueError):
         refiner.step(np.zeros(11, dtype=int))
+
+
+def _small_clusters(n_clusters=60, size=5, seed=0):
+    """Two epochs of clusters of ``size`` images, relabelled at random and with a little noise."""
+    rng = np.random.default_rng(seed)
+    truth = np.repeat(np.arange(n_clusters), size)
+    epochs = []
+    for _ in range(2):
+        labels = rng.permutation(n_clusters)[truth]
+        swap = rng.random(truth.size) < 0.05
+        labels[swap] = rng.integers(0, n_clusters, swap.sum())
+        epochs.append(labels)
+    return epochs
+
+
+def test_data_relative_min_cluster_size_follows_the_median_cluster():
+    """Clusters of ~5 images: the paper's min size 7 drops most of them (and says how many in
+    "dropped"), 0.4 x the median cluster (size 2) keeps them."""
+    first, second = _small_clusters()
+    fixed, relative = SLRRefiner(min_cluster_size=7), SLRRefiner(min_cluster_size_fraction=0.4)
+    for refiner in (fixed, relative):
+        refiner.step(first)
+    fixed_stats, relative_stats = fixed.step(second).stats, relative.step(second).stats
+    assert fixed_stats["min_cluster_size"] == 7 and relative_stats["min_cluster_size"] == 2
+    clustered = second.size - fixed_stats["outliers_before"]
+    assert fixed_stats["dropped"] > clustered / 2
+    assert relative_stats["dropped"] < clustered / 10
+    assert relative_stats["clusters_after"] > 2 * fixed_stats["clusters_after"]
+    with pytest.raises(ValueError, match="min_cluster_size_fraction"):
+        SLRRefiner(min_cluster_size_fraction=-0.1)

@@ -24,9 +24,9 @@ def brute_source_term(target, source):
     return d_s / d_s.max()
 
 
-def dense_abmt_distance(target, d_s, weight, k1=20, k2=6):
+def dense_abmt_distance(target, d_s, weight, k1=20, k2=6, variant="fastreid"):
     """ABMT's combined distance on dense matrices, written out directly (float32, as ABMT)."""
-    jaccard = to_dense_distance(jaccard_distance(target, k1=k1, k2=k2))  # absent pairs: Jaccard 1
+    jaccard = to_dense_distance(jaccard_distance(target, k1=k1, k2=k2, variant=variant))  # absent pairs: 1
     lam, d_s = np.float32(weight), d_s.astype(np.float32)
     return (np.float32(1) - lam) * jaccard + lam * (d_s[:, None] + d_s[None, :])
 
@@ -49,12 +49,14 @@ def test_source_distances_are_the_nearest_source_image_scaled_to_one():
 @pytest.mark.parametrize("rho", [2e-3, 2e-2])  # ABMT's, and one that suits 400 samples
 @pytest.mark.parametrize("weight", [0.1, 0.3])
 @pytest.mark.parametrize("seed", range(3))
-def test_sparse_abmt_clustering_equals_the_dense_formula(seed, weight, rho):
-    """Same per-epoch eps and identical DBSCAN labels as sklearn on the dense ABMT matrix."""
+@pytest.mark.parametrize("variant", ["abmt", "fastreid"])
+def test_sparse_abmt_clustering_equals_the_dense_formula(seed, weight, rho, variant):
+    """Same per-epoch eps and identical DBSCAN labels as sklearn on the dense ABMT matrix, with
+    either Jaccard variant."""
     target, source = domains(seed)
     source_term, _ = source_distances(target, source)
-    dense = dense_abmt_distance(target, source_term, weight)
-    combined, absent = add_source_term(jaccard_distance(target, k1=20, k2=6), source_term, weight)
+    dense = dense_abmt_distance(target, source_term, weight, variant=variant)
+    combined, absent = add_source_term(jaccard_distance(target, k1=20, k2=6, variant=variant), source_term, weight)
     np.testing.assert_array_equal(to_dense_distance(combined, absent)[combined.nonzero()], dense[combined.nonzero()])
 
     eps = eps_from_rho(combined, rho, absent)

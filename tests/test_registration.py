@@ -9,7 +9,7 @@ from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 def test_components_registered():
     assert META_ARCH_REGISTRY.get("SLR").__module__ == "fastreid_slr.modeling.slr_arch"
     assert BACKBONE_REGISTRY.get("build_dual_resnet_backbone").__module__.startswith("fastreid_slr.")
-    for name in ("PersonX", "ProceduralA", "ProceduralB"):
+    for name in ("PersonX", "MSMT17TrainVal", "ProceduralA", "ProceduralB"):
         assert DATASET_REGISTRY.get(name).__module__.startswith("fastreid_slr.data.")
     # fast-reid's own components are untouched
     assert META_ARCH_REGISTRY.get("Baseline").__module__.startswith("fastreid.")

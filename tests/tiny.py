@@ -68,6 +68,7 @@ TINY_SLR = {
     "DATALOADER.NUM_WORKERS": 0, "SOLVER.IMS_PER_BATCH": 8, "SOLVER.MAX_EPOCH": 3, "TEST.EVAL_PERIOD": 3,
     # 15 source epochs: with 6 the first clusterings were no better than a random partition
     "SLR.ITERS_PER_EPOCH": 2, "SLR.SOURCE.MAX_EPOCH": 15, "SLR.SOURCE.STEPS": [100], "SLR.SOURCE.IMS_PER_BATCH": 16,
+    "SLR.SOURCE.ITERS_PER_EPOCH": 0,  # a pass over the ~90 source images: 5 steps
     "SLR.CLUSTER.K1": 10, "SLR.CLUSTER.K2": 3,
     # ~90 target images, ~7 % of their pairs same-identity: the smallest 10 % gave 6-11 clusters
     # (ARI 0.12-0.23) over three seeds; 3 % gave 2-5 at ARI ~0.04, and one cluster on some CPUs

@@ -77,6 +77,7 @@ DATA_OPTS = {
     # smallest 1 % of the pairs (~3 % are same-identity pairs here)
     "SLR.CLUSTER.RHO": "0.01", "SLR.SOURCE.WARMUP_EPOCHS": "0", "SLR.SOURCE.STEPS": "[100]",
     "SLR.CHECKPOINT.KEEP_LAST": "1",
+    "SLR.SOURCE.ITERS_PER_EPOCH": "0",  # stage-1 epochs of one pass over the small source, not ABMT's 200 steps
 }
 # Short epochs of the full-size network (on CUDA).
 FULL_OPTS = {"SLR.SOURCE.MAX_EPOCH": "2", "SOLVER.MAX_EPOCH": "2", "SLR.ITERS_PER_EPOCH": "20",

@@ -43,3 +43,7 @@ def build_dataset(name: str, **kwargs):
         if missing is None:
             raise
         raise missing_dataset_error(name, missing.group(1)) from exc
+    except AssertionError as exc:  # fast-reid's MSMT17 asserts instead, when neither of its folders is there
+        if str(exc) != "Dataset folder not found":
+            raise
+        raise missing_dataset_error(name, os.path.join(datasets_root(), "MSMT17_V1 (or MSMT17_V2)")) from exc

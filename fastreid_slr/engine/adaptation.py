@@ -12,10 +12,13 @@ from fastreid.data.transforms import build_transforms
 from fastreid.engine import hooks as fastreid_hooks
 from fastreid.utils import comm
 
+from slr_refine import camera_normalized
+
 from ..data.common import PseudoLabelledDataset
 from ..data.loaders import build_identity_loader, load_train_items
 from ..utils import distributed_data_parallel, unwrap
 from .base import PluginTrainer
+from .camera_bn import camera_indices, extract_features_per_camera_bn
 from .features import build_feature_loader, extract_features
 from .hooks import PseudoLabelHook, TeacherEMAHook
 from .pseudo_labels import PseudoLabeler, TrueIdentityLabeler
@@ -92,19 +95,26 @@ class SLRTrainer(PluginTrainer):
 
     # ------------------------------------------------------------------ hooks.AdaptationTrainer
     def extract_target_features(self) -> np.ndarray:
-        loader = build_feature_loader(self.target_items, build_transforms(self.cfg, is_train=False),
-                                      self.cfg.TEST.IMS_PER_BATCH, self.cfg.DATALOADER.NUM_WORKERS)
-        return extract_features(unwrap(self.model), loader, len(self.target_items),
-                                description="teacher features of the target train set")
+        return self._clustering_features(self.target_items, "target")
 
     def extract_source_features(self) -> np.ndarray:
         """Teacher features of the source train set (ABMT's source term; one more feature pass)."""
         if not hasattr(self, "source_items"):
             self.source_items = load_train_items(self.cfg.SLR.SOURCE.DATASETS)
-        loader = build_feature_loader(self.source_items, build_transforms(self.cfg, is_train=False),
-                                      self.cfg.TEST.IMS_PER_BATCH, self.cfg.DATALOADER.NUM_WORKERS)
-        return extract_features(unwrap(self.model), loader, len(self.source_items),
-                                description="teacher features of the source train set")
+        return self._clustering_features(self.source_items, "source")
+
+    def _clustering_features(self, items, domain: str) -> np.ndarray:
+        """The teacher's eval features of ``items`` as the clustering sees them: camera-aware as
+        ``SLR.CLUSTER.CAMERA_AWARE`` says (each camera's own BN statistics, or its mean removed)."""
+        cfg, method = self.cfg, self.cfg.SLR.CLUSTER.CAMERA_AWARE
+        transforms = build_transforms(cfg, is_train=False)
+        description = f"teacher features of the {domain} train set"
+        if method == "bn":
+            return extract_features_per_camera_bn(unwrap(self.model), items, transforms, cfg.TEST.IMS_PER_BATCH,
+                                                  cfg.DATALOADER.NUM_WORKERS, description)
+        loader = build_feature_loader(items, transforms, cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
+        features = extract_features(unwrap(self.model), loader, len(items), description=description)
+        return camera_normalized(features, camera_indices(items), method)
 
     def train_labels_missing(self) -> bool:
         return isinstance(self._trainer.data_loader, _AwaitingPseudoLabels)

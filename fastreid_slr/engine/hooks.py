@@ -1,6 +1,7 @@
 """Hooks of SLR adaptation: per-epoch pseudo-labels, and the teacher's EMA after every step."""
 import json
 import logging
+import os
 from typing import Optional, Protocol, Sequence
 
 import numpy as np
@@ -12,16 +13,20 @@ from fastreid.utils.events import EventStorage
 
 from slr_refine.quality import label_quality
 
-from ..utils import numeric_results, unwrap
+from ..utils import mean_map, numeric_results, unwrap
 from .pseudo_labels import PseudoLabeler
 
 logger = logging.getLogger(__name__)
+
+# slr_epochs.jsonl's key of the best evaluated epoch: chosen with the target's labels, so optimistic.
+BEST_BY_TARGET_LABELS = "best_eval_chosen_with_target_labels"
 
 
 class AdaptationTrainer(Protocol):
     """What ``PseudoLabelHook`` needs of its trainer (``SLRTrainer`` is one)."""
 
     epoch: int
+    max_epoch: int
     storage: EventStorage
 
     def extract_target_features(self) -> np.ndarray:
@@ -171,6 +176,30 @@ class PseudoLabelHook(HookBase):
         if comm.is_main_process() and results and results is not self._evaluated:
             self._evaluated = results
             self._record({"epoch": self.trainer.epoch, "eval": numeric_results(results)})
+
+    def after_train(self):
+        """The evaluation fast-reid's EvalHook runs here (a last epoch off its period), then the
+        best evaluated epoch of the record, labelled: choosing it takes the target's labels, so it
+        is optimistic; the reported figure (final_results.json) stays the last epoch's. Not after a
+        failed training (fast-reid calls after_train then too)."""
+        self.after_epoch()  # records that evaluation
+        finished = self.trainer.epoch + 1 >= self.trainer.max_epoch
+        if not (finished and self.record_path and os.path.isfile(self.record_path)):
+            return
+        records = []
+        with open(self.record_path) as f:
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # a line cut short by a killed run
+        evaluations = {r["epoch"]: r["eval"] for r in records if "eval" in r}  # a resumed epoch: its latest
+        if evaluations:
+            epoch = max(evaluations, key=lambda e: mean_map(evaluations[e]))
+            best = {"epoch": epoch, "mAP": mean_map(evaluations[epoch]), "Rank-1": evaluations[epoch].get("Rank-1")}
+            logger.info(f"Best evaluated epoch, chosen with the target's labels (optimistic; the reported "
+                        f"figure is the last epoch's): epoch {epoch}, mAP {best['mAP']:.2f}")
+            self._record({BEST_BY_TARGET_LABELS: best})
 
     def _record(self, record: dict):
         if self.record_path:

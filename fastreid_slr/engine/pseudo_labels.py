@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from ..faiss_install import faiss_gpu_device
 from slr_refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, add_source_term, cluster_dbscan,
                       cluster_hdbscan, eps_from_rho, jaccard_distance, source_distances)
-from slr_refine.distance import JACCARD_ABSENT
+from slr_refine.distance import JACCARD_ABSENT, JACCARD_VARIANTS
 from slr_refine.refiner import PREV_SOURCES
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class PseudoLabeler:
 
     def __init__(self, *, refiner: SLRRefiner, method: str = "dbscan", k1: int = 20, k2: int = 6,
                  eps: float = 0.6, rho: float = 2e-3, source_weight: float = 0.1, min_samples: int = 4,
-                 min_cluster_size: int = 7, use_gpu: bool = False):
+                 min_cluster_size: int = 7, use_gpu: bool = False, jaccard: str = "abmt"):
         if method not in CLUSTER_METHODS:
             raise ValueError(f"SLR.CLUSTER.METHOD must be one of {CLUSTER_METHODS}, got {method!r}")
         if not (k1 >= 1 and 1 <= k2 <= k1):
@@ -56,12 +56,14 @@ class PseudoLabeler:
         self.method, self.k1, self.k2 = method, k1, k2
         self.eps, self.rho, self.source_weight, self.min_samples = eps, rho, source_weight, min_samples
         self.min_cluster_size, self.use_gpu = min_cluster_size, use_gpu
+        self.jaccard = jaccard
 
     @classmethod
     def from_config(cls, cfg) -> "PseudoLabeler":
         """Reads SLR.CLUSTER and SLR.REFINE; a bad value fails here, before any long work."""
         refine = cfg.SLR.REFINE
-        checks = [("SLR.REFINE.HARDEN", refine.HARDEN, HARDEN_METHODS + ("none",)),
+        checks = [("SLR.CLUSTER.JACCARD", cfg.SLR.CLUSTER.JACCARD, JACCARD_VARIANTS),
+                  ("SLR.REFINE.HARDEN", refine.HARDEN, HARDEN_METHODS + ("none",)),
                   ("SLR.REFINE.NORMALIZE", refine.NORMALIZE, NORMALIZATIONS),
                   ("SLR.REFINE.PREV_SOURCE", refine.PREV_SOURCE, PREV_SOURCES)]
         for key, value, allowed in checks:
@@ -70,14 +72,15 @@ class PseudoLabeler:
         if not 0.0 <= refine.ALPHA <= 1.0:
             raise ValueError(f"SLR.REFINE.ALPHA must lie in [0, 1] (Eq. 4), got {refine.ALPHA}")
         refiner = SLRRefiner(alpha=refine.ALPHA, normalize=refine.NORMALIZE, harden_method=refine.HARDEN,
-                             min_cluster_size=refine.MIN_CLUSTER_SIZE, dbscan_eps=refine.DBSCAN_EPS,
+                             min_cluster_size=refine.MIN_CLUSTER_SIZE,
+                             min_cluster_size_fraction=refine.MIN_CLUSTER_SIZE_FRACTION, dbscan_eps=refine.DBSCAN_EPS,
                              dbscan_min_samples=refine.DBSCAN_MIN_SAMPLES, enabled=refine.ENABLED,
                              prev_source=refine.PREV_SOURCE, project_outliers=refine.PROJECT_OUTLIERS)
         cluster = cfg.SLR.CLUSTER
         return cls(refiner=refiner, method=cluster.METHOD, k1=cluster.K1, k2=cluster.K2, eps=cluster.EPS,
                    rho=cluster.RHO, source_weight=cluster.SOURCE_WEIGHT, min_samples=cluster.MIN_SAMPLES,
                    min_cluster_size=cluster.MIN_CLUSTER_SIZE,
-                   use_gpu=cluster.USE_GPU and cfg.MODEL.DEVICE.startswith("cuda"))
+                   use_gpu=cluster.USE_GPU and cfg.MODEL.DEVICE.startswith("cuda"), jaccard=cluster.JACCARD)
 
     @property
     def needs_source_features(self) -> bool:
@@ -93,7 +96,8 @@ class PseudoLabeler:
         term, of the source train set)."""
         start = time.perf_counter()
         gpu = faiss_gpu_device() if self.use_gpu else None  # this rank's device, torch's cache released
-        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=gpu is not None, gpu_device=gpu or 0)
+        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=gpu is not None, gpu_device=gpu or 0,
+                                variant=self.jaccard)
         seconds_jaccard = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -123,6 +127,14 @@ class PseudoLabeler:
                     "{clusters_after} after refinement ({outliers_after} outliers, {revived} revived); "
                     "jaccard {seconds_jaccard:.1f}s, source term {seconds_source:.1f}s, "
                     "clustering {seconds_cluster:.1f}s, harden {seconds_harden:.1f}s".format(**stats))
+        clustered = len(features) - stats["outliers_before"]
+        if clustered and stats["dropped"] > clustered / 2:
+            logger.warning(f"Hardening (module h) made outliers of {stats['dropped']} of the {clustered} clustered "
+                           f"images ({stats['dropped'] / clustered:.0%}), so this epoch trains on "
+                           f"{stats['kept_fraction']:.0%} of the target: its min cluster size "
+                           f"{stats['min_cluster_size']} is large for these clusters. Lower "
+                           f"SLR.REFINE.MIN_CLUSTER_SIZE, or set SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION (e.g. 0.4) "
+                           f"to size it from the clusters")
         # Soft labels are the supervision only when module (h) is "none"; otherwise the hard labels
         # (possibly re-partitioned by hardening) are, and the soft rows no longer match them.
         train_on_soft = self.refiner.harden_method == "none"

@@ -47,7 +47,7 @@ def plan(spec: ProceduralSpec, domain: str) -> List[Shot]:
     """Market-style splits.
 
     Train pids are 1..num_train_ids, test pids follow; each identity is seen by 2..num_cameras
-    cameras with ``images_per_camera`` images each. A test identity gives one query per camera
+    (or ``max_cameras_per_id``) cameras with ``images_per_camera`` images each. A test identity gives one query per camera
     that sees it (when it has a single image per camera, one of its cameras keeps its image for
     the gallery), so every query has a gallery match in another camera. One distractor per test
     identity joins the gallery.
@@ -56,8 +56,8 @@ def plan(spec: ProceduralSpec, domain: str) -> List[Shot]:
     shots: List[Shot] = []
     num_ids = spec.num_train_ids + spec.num_test_ids
     for pid in range(1, num_ids + 1):
-        cams = np.sort(rng.choice(spec.num_cameras, size=rng.integers(2, spec.num_cameras + 1),
-                                  replace=False))
+        most = spec.max_cameras_per_id or spec.num_cameras
+        cams = np.sort(rng.choice(spec.num_cameras, size=rng.integers(2, most + 1), replace=False))
         if pid <= spec.num_train_ids:
             for c in cams:
                 for _ in range(spec.images_per_camera):
@@ -89,8 +89,8 @@ def write_domain(directory: str, spec: ProceduralSpec, domain: str, name: str) -
     """Render every shot of ``domain`` into ``directory`` (which must exist and be empty)."""
     style = render.DOMAIN_STYLES[domain]
     shots = plan(spec, domain)
-    cameras = [render.sample_camera(_rng(spec, domain, _CAMERA, c), style, c, spec.image_size)
-               for c in range(spec.num_cameras)]
+    cameras = [render.sample_camera(_rng(spec, domain, _CAMERA, c), style, c, spec.image_size,
+                                    spec.camera_dominance) for c in range(spec.num_cameras)]
     identities = {}
     for split in SPLITS:
         os.makedirs(os.path.join(directory, split))

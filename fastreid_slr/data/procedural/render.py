@@ -191,27 +191,41 @@ class Camera:
     white_balance: np.ndarray
     gradient: float  # top-to-bottom light fall-off
     scenes: Tuple[np.ndarray, ...]  # float32 (H, 2W, 3) at render resolution; images crop them
+    blur: float  # mean Gaussian sigma, a fraction of the image height (the domain's, more when dominant)
+    image_spread: float  # scale of the per-image light, white-balance, blur and backdrop-tint jitter
 
 
 def sample_camera(rng: np.random.Generator, style: DomainStyle, index: int,
-                  size: Tuple[int, int]) -> Camera:
+                  size: Tuple[int, int], dominance: float = 0.0) -> Camera:
+    """A camera of ``style``'s domain. ``dominance`` (0..1) widens how far the cameras' light, white
+    balance and blur lie apart, gives each camera backdrops of its own family only, and narrows the
+    per-image spread around the camera: the camera, not the image, then decides what the picture
+    looks like (CAMERA_DOMINANCE of the procedural data)."""
     view_p = np.full(4, (1.0 - VIEW_FOCUS) / 3)
     view_p[rng.integers(4)] = VIEW_FOCUS
     spread = style.framing_spread
     height = float(0.87 + spread * rng.uniform(-0.07, 0.07))
     ss = supersampling(size[0])
     own = style.backgrounds[index % len(style.backgrounds)]
-    families = [own] * OWN_SCENES + [style.backgrounds[rng.integers(len(style.backgrounds))]
-                                     for _ in range(SCENES_PER_CAMERA - OWN_SCENES)]
+    own_scenes = OWN_SCENES + round(dominance * (SCENES_PER_CAMERA - OWN_SCENES))
+    families = [own] * own_scenes + [style.backgrounds[rng.integers(len(style.backgrounds))]
+                                     for _ in range(SCENES_PER_CAMERA - own_scenes)]
+    widen = 1.0 + 3.0 * dominance  # the cameras' light and white balance lie this much further apart
+
+    def around_mid(low, high):  # a draw in [low, high], pushed away from the middle by ``widen``
+        draw = rng.uniform(low, high)
+        return float(draw + (draw - (low + high) / 2) * (widen - 1.0))
+
     return Camera(
         view_p=view_p, height=height, top=float((1 - height) * (0.5 + spread * rng.uniform(-0.25, 0.25))),
         dx=float(spread * rng.uniform(-0.06, 0.06)), shear=float(spread * rng.uniform(-0.08, 0.08)),
         aspect=float(1.0 + spread * rng.uniform(-0.15, 0.15)),
-        gain=float(rng.uniform(*style.gain)), contrast=float(rng.uniform(*style.contrast)),
-        white_balance=1.0 + np.asarray(style.cast) + rng.uniform(-style.cast_jitter,
-                                                                 style.cast_jitter, 3),
+        gain=around_mid(*style.gain), contrast=around_mid(*style.contrast),
+        white_balance=1.0 + np.asarray(style.cast) + widen * rng.uniform(-style.cast_jitter,
+                                                                         style.cast_jitter, 3),
         gradient=float(spread * rng.uniform(-0.25, 0.25)),
-        scenes=tuple(_scene(rng, family, (size[0] * ss, 2 * size[1] * ss)) for family in families))
+        scenes=tuple(_scene(rng, family, (size[0] * ss, 2 * size[1] * ss)) for family in families),
+        blur=float(style.blur + dominance * rng.uniform(0.0, 0.02)), image_spread=1.0 - 0.7 * dominance)
 
 
 # ----------------------------------------------------------------------------------- backgrounds
@@ -224,7 +238,8 @@ def _scene_crop(camera: Camera, rng: np.random.Generator, shape: Tuple[int, int]
     h, w = shape
     scene = camera.scenes[rng.integers(len(camera.scenes))]
     offset = int(rng.integers(0, scene.shape[1] - w + 1))
-    crop = scene[:, offset:offset + w] * rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    tint = 1.0 + (rng.uniform(0.85, 1.15, 3) - 1.0) * camera.image_spread
+    crop = scene[:, offset:offset + w] * tint.astype(np.float32)
     for _ in range(rng.integers(0, 3)):  # parked bikes, bins, signs: boxes of random colour
         y0, x0 = int(rng.integers(0, h - h // 8)), int(rng.integers(0, w - w // 8))
         y1, x1 = y0 + int(rng.integers(h // 10, h // 3)), x0 + int(rng.integers(w // 8, w // 2))
@@ -515,18 +530,20 @@ def render(ident: Identity, camera: Camera, style: DomainStyle, rng: np.random.G
     if ss > 1:  # geometry is anti-aliased; light and colour are per pixel, done at the output size
         rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
     y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / height
-    gain = camera.gain * np.exp(rng.normal(0.0, style.image_light))
-    gradient = camera.gradient + rng.uniform(-0.15, 0.15)
+    spread = camera.image_spread
+    gain = camera.gain * np.exp(rng.normal(0.0, style.image_light) * spread)
+    gradient = camera.gradient + rng.uniform(-0.15, 0.15) * spread
     light = gain * (1.0 + gradient * (0.5 - y))
-    white_balance = camera.white_balance + rng.uniform(-style.image_cast, style.image_cast, 3)
+    white_balance = camera.white_balance + rng.uniform(-style.image_cast, style.image_cast, 3) * spread
     rgb = rgb * white_balance.astype(np.float32) * light[..., None]
     rgb = (rgb - 0.5) * (camera.contrast * rng.uniform(0.94, 1.06)) + 0.5
     if style.saturation != 1.0:
         grey = (rgb @ np.full((3, 1), 1.0 / 3.0, dtype=np.float32))
         rgb = grey + (rgb - grey) * style.saturation
     rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
-    if style.blur > 0:
-        rgb = cv2.GaussianBlur(rgb, (0, 0), sigmaX=style.blur * height * rng.uniform(0.6, 1.4))
+    if camera.blur > 0:
+        scale = 1.0 + (rng.uniform(0.6, 1.4) - 1.0) * spread
+        rgb = cv2.GaussianBlur(rgb, (0, 0), sigmaX=camera.blur * height * scale)
     noise = style.noise * rng.uniform(0.6, 1.4)
     rgb = rgb + rng.normal(0.0, noise, rgb.shape).astype(np.float32)
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
