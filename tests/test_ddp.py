@@ -98,14 +98,11 @@ def _opts(source_weights, output_dir):
 
 def _single_process_evaluation(opts, weights):
     """What ``tools/train_net.py --eval-only`` reports for ``weights``, in this process."""
-    from fastreid.config import get_cfg
     from fastreid_slr.engine import PluginTrainer, SLRCheckpointer
-    from fastreid_slr import add_slr_config
     from fastreid_slr.utils import numeric_results
+    from tiny import train_net_cfg
 
-    cfg = add_slr_config(get_cfg())
-    cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list([str(x) for kv in opts.items() for x in kv])
+    cfg = train_net_cfg(CONFIG, *[x for kv in opts.items() for x in kv])
     cfg.MODEL.BACKBONE.PRETRAIN = False
     model = PluginTrainer.build_model(cfg)
     SLRCheckpointer(model).load(weights)
