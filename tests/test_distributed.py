@@ -1,7 +1,6 @@
 """Several ranks without hangs (CPU, gloo): object broadcasts off the NCCL group, the launch backend
 following the device its caller passes (the hardware without one), the per-rank batch refused at
 start-up, DDP with parameters left unused."""
-import importlib.util
 import json
 import os
 
@@ -15,17 +14,10 @@ from fastreid_slr import add_slr_config
 from fastreid_slr.engine import check_batch_per_rank
 from fastreid_slr.launch import distributed_worker
 from fastreid_slr.utils import distributed_data_parallel
-from tiny import REPO
+from tiny import REPO, load_train_net
 
 DEMO = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
 D2M = os.path.join(REPO, "configs", "SLR", "d2m.yml")
-
-
-def _load_train_net():
-    spec = importlib.util.spec_from_file_location("train_net_for_test", os.path.join(REPO, "tools", "train_net.py"))
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
-    return train_net
 
 
 # --------------------------------------------------------------------------- labels broadcast
@@ -106,7 +98,7 @@ def test_more_ranks_than_gpus_is_refused(fake_two_gpus):
 def test_train_net_launches_on_the_device_of_its_merged_config(monkeypatch):
     """tools/train_net.py passes the device of the config it merged (CPU when CUDA is asked for and
     absent); the launch itself never reads a config."""
-    train_net = _load_train_net()
+    train_net = load_train_net()
     args = default_argument_parser().parse_args(["--config-file", D2M])  # MODEL.DEVICE cuda
     assert train_net.run_device(train_net.load_config(args)) == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -149,7 +141,7 @@ def test_stage_one_batch_is_checked_only_when_stage_one_will_run(tmp_path):
 
 
 def test_train_net_refuses_at_start_up(tmp_path, monkeypatch):
-    train_net = _load_train_net()
+    train_net = load_train_net()
     monkeypatch.setattr(comm, "get_world_size", lambda: 8)
     args = train_net.argument_parser().parse_args(["--config-file", DEMO, "OUTPUT_DIR", str(tmp_path / "run"),
                                                  "SLR.SOURCE.OUTPUT_DIR", str(tmp_path / "source")])
