@@ -1,4 +1,4 @@
-"""The ``SLR`` config namespace (and the procedural dataset's keys under ``DATASETS``).
+"""The ``SLR`` config namespace.
 
 Every key the paper leaves open is here, with the paper equation / table it belongs to.
 Modules never read ``cfg``: each component's ``from_config`` reads its keys once.
@@ -14,29 +14,6 @@ def add_slr_config(cfg):
     cfg.defrost()
 
     _C = cfg
-    # >= 0: seed Python, numpy and torch (rank r gets SEED + r) so a run repeats on the same
-    # machine; fast-reid 1.4.0 has no such key and seeds every run at random.
-    _C.SEED = -1
-
-    # ------------------------------------------------------------------ procedural demo data
-    _C.DATASETS.PROCEDURAL = CN()
-    # Identities in the training split of each domain (query/gallery identities are disjoint).
-    _C.DATASETS.PROCEDURAL.NUM_TRAIN_IDS = 32
-    # Identities in the query/gallery split of each domain.
-    _C.DATASETS.PROCEDURAL.NUM_TEST_IDS = 32
-    # Cameras per domain; every identity is seen by at least two of them.
-    _C.DATASETS.PROCEDURAL.NUM_CAMERAS = 4
-    # Images of each identity per camera that sees it.
-    _C.DATASETS.PROCEDURAL.IMAGES_PER_CAMERA = 3
-    # Image size (height, width) written to disk.
-    _C.DATASETS.PROCEDURAL.IMAGE_SIZE = [64, 32]
-    # Seed of the whole dataset: same seed and sizes give byte-identical images.
-    _C.DATASETS.PROCEDURAL.SEED = 0
-    # Most cameras that see one identity (0: NUM_CAMERAS); each identity is seen by 2..this many.
-    _C.DATASETS.PROCEDURAL.MAX_CAMERAS_PER_ID = 0
-    # 0..1: how strongly backdrop, light and blur follow the camera (1: cameras dominate the picture).
-    _C.DATASETS.PROCEDURAL.CAMERA_DOMINANCE = 0.0
-
     _C.SLR = CN()
     # Training stage of the SLR meta-architecture: "adapt" (stage 2, mean teacher on pseudo-labels)
     # or "pretrain" (stage 1, supervised on the labelled source domain).

@@ -1,8 +1,8 @@
-"""Helpers shared across the plugin that are not patches: atomic writes, the DDP wrapper, local
-ImageNet weights, and small views of fast-reid's objects."""
+"""Helpers shared across the plugin: atomic writes, the DDP wrappers, the ImageNet-weights rule,
+and small views of fast-reid's objects."""
 import logging
 import os
-from typing import Callable, Dict
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -58,37 +58,44 @@ def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
 
 
 
-def distributed_data_parallel(module, *args, device_ids=None, **kwargs):
-    """DDP for the model's own device (``device_ids`` must be None for a CPU module), searching for
-    parameters without gradient when the model says its losses leave some (``leaves_parameters_unused``:
-    SLR with λ1 = λ2 = 0); without the search DDP stops at the second step."""
+def module_device_ddp(module, *args, device_ids=None, **kwargs):
+    """DDP for the module's own device: ``device_ids`` only for a CUDA module (fast-reid passes
+    ``[local_rank]`` for every model, which DDP refuses for a CPU one)."""
     from torch.nn.parallel import DistributedDataParallel
 
     on_cuda = any(p.is_cuda for p in module.parameters())
-    kwargs.setdefault("find_unused_parameters", bool(getattr(module, "leaves_parameters_unused", False)))
     return DistributedDataParallel(module, *args, device_ids=device_ids if on_cuda else None, **kwargs)
 
 
+def distributed_data_parallel(module, *args, **kwargs):
+    """The plugin's DDP wrapper: ``module_device_ddp``, searching for parameters without gradient
+    when the model says its losses leave some (``leaves_parameters_unused``: SLR with λ1 = λ2 = 0);
+    without the search DDP stops at the second step."""
+    kwargs.setdefault("find_unused_parameters", bool(getattr(module, "leaves_parameters_unused", False)))
+    return module_device_ddp(module, *args, **kwargs)
 
-def _torch_home_checkpoint(filename: str) -> str:
+
+def torch_home_checkpoint(filename: str) -> str:
+    """Where fast-reid caches a downloaded file: ``$TORCH_HOME/checkpoints/<filename>``."""
     torch_home = os.path.expanduser(
         os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")))
     return os.path.join(torch_home, "checkpoints", filename)
 
 
-def local_pretrained_weights(url: str, filename: str = "") -> Dict[str, torch.Tensor]:
-    """Load ImageNet weights that fast-reid would download, from where it would cache them.
-
-    There is no network on most training machines: instead of hanging on (or failing inside) a
-    download, say which file to put where.
-    """
-    filename = filename or url.split("/")[-1]
-    path = _torch_home_checkpoint(filename)
-    if not os.path.isfile(path):
+def pretrained_weights(url: str, filename: str, unpack: Callable[[dict], Any], download: Callable[[], Any]):
+    """A backbone's ImageNet weights: the file in ``$TORCH_HOME/checkpoints`` first (``unpack``
+    turns it into what fast-reid's loader returns), else fast-reid's own ``download`` of ``url``
+    (gdown, network); one message naming both when neither works."""
+    path = torch_home_checkpoint(filename)
+    if os.path.isfile(path):
+        logger.info(f"Loading pretrained model from {path}")
+        return unpack(torch.load(path, map_location=torch.device("cpu"), weights_only=True))
+    try:
+        return download()
+    except Exception as exc:  # noqa: BLE001 - any failure of the download ends in the one message
         raise FileNotFoundError(
-            f"MODEL.BACKBONE.PRETRAIN is True but the ImageNet weights are not on this machine. "
-            f"Download {url} and place it at {path} (or set TORCH_HOME), or point "
-            f"MODEL.BACKBONE.PRETRAIN_PATH at a local copy, or set MODEL.BACKBONE.PRETRAIN False.")
-    logger.info(f"Loading pretrained model from {path}")
-    return torch.load(path, map_location=torch.device("cpu"), weights_only=True)
-
+            f"MODEL.BACKBONE.PRETRAIN is True, but the ImageNet weights are neither on this machine nor "
+            f"downloadable. Local file: put {url} at {path} (or set TORCH_HOME), or point "
+            f"MODEL.BACKBONE.PRETRAIN_PATH at a copy. Download: fast-reid's own, which needs the gdown "
+            f"package and network access, failed with {type(exc).__name__}: {exc}. Or set "
+            f"MODEL.BACKBONE.PRETRAIN False.") from exc

@@ -13,6 +13,7 @@ os.makedirs(os.environ["FASTREID_DATASETS"], exist_ok=True)
 import torch  # noqa: E402
 
 import fastreid_slr  # noqa: E402,F401  (compat patches before any test imports fast-reid)
+import procedural_reid  # noqa: E402,F401  (the tests' data: ProceduralA / ProceduralB)
 
 # One intra-op thread: tiny models gain little from two, and two threads sharing a core with
 # anything else (a loader worker, another process) spin and run many times slower.

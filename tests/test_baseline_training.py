@@ -9,18 +9,17 @@ import torch
 import fastreid_slr  # noqa: F401  (compat first)
 from fastreid.config import get_cfg
 from fastreid.engine import DefaultTrainer
-from fastreid_slr import add_slr_config
-from fastreid_slr.data import configure_datasets
+from procedural_reid import add_procedural_config, apply_procedural_config
 from tiny import REPO
 
 
 def test_baseline_learns_on_a_and_loses_accuracy_on_b(tmp_path):
-    cfg = add_slr_config(get_cfg())
+    cfg = add_procedural_config(get_cfg())
     cfg.merge_from_file(os.path.join(REPO, "configs", "Demo", "baseline-procedural.yml"))
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.DATASETS.PROCEDURAL.IMAGES_PER_CAMERA = 6  # as the demo: ~20 images per identity
     cfg.OUTPUT_DIR = str(tmp_path)
-    configure_datasets(cfg)
+    apply_procedural_config(cfg)
     random.seed(0)
     np.random.seed(0)  # fast-reid's identity sampler draws its seed from numpy
     torch.manual_seed(0)

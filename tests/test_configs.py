@@ -127,7 +127,7 @@ def _draws_after_setup(tmp_path, seed):
 
     import numpy as np
     import torch
-    from fastreid_slr.data.procedural import get_default_spec, set_default_spec
+    from procedural_reid import get_default_spec, set_default_spec
 
     spec = importlib.util.spec_from_file_location("train_net_for_seed", os.path.join(REPO, "tools", "train_net.py"))
     train_net = importlib.util.module_from_spec(spec)

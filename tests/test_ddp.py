@@ -2,8 +2,8 @@
 every rank trains on the same pseudo-labels, builds the same loader and classifiers, holds the
 same refiner state and the same weights, and the evaluation has a single-process run's form.
 
-The run is this file run as a script: it parses the command line with fast-reid's parser and
-calls ``launch`` as tools/train_net.py does, with a main that runs tools/train_net.py's own
+The run is this file run as a script: it parses the command line with tools/train_net.py's parser
+and launches as tools/train_net.py does (the ranks' backend from its config's device), with a main that runs tools/train_net.py's own
 ``main`` (loaded from its file) whose SLRTrainer records, per rank, what it trained on.
 """
 import hashlib
@@ -75,12 +75,13 @@ def _recording_main(args):
 
 
 if __name__ == "__main__":
-    import fastreid_slr  # noqa: F401  (compat: gloo on CPU)
-    from fastreid.engine import launch
+    import fastreid_slr  # noqa: F401  (compat first)
+    from fastreid_slr.launch import launch
 
-    args = _load_train_net().argument_parser().parse_args()
+    train_net = _load_train_net()
+    args = train_net.argument_parser().parse_args()
     launch(_recording_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+           dist_url=args.dist_url, args=(args,), device=train_net.run_device(train_net.load_config(args)))
     sys.exit(0)
 
 
@@ -97,14 +98,11 @@ def _opts(source_weights, output_dir):
 
 def _single_process_evaluation(opts, weights):
     """What ``tools/train_net.py --eval-only`` reports for ``weights``, in this process."""
-    from fastreid.config import get_cfg
     from fastreid_slr.engine import PluginTrainer, SLRCheckpointer
-    from fastreid_slr import add_slr_config
     from fastreid_slr.utils import numeric_results
+    from tiny import train_net_cfg
 
-    cfg = add_slr_config(get_cfg())
-    cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list([str(x) for kv in opts.items() for x in kv])
+    cfg = train_net_cfg(CONFIG, *[x for kv in opts.items() for x in kv])
     cfg.MODEL.BACKBONE.PRETRAIN = False
     model = PluginTrainer.build_model(cfg)
     SLRCheckpointer(model).load(weights)

@@ -1,6 +1,6 @@
 """Several ranks without hangs (CPU, gloo): object broadcasts off the NCCL group, the launch backend
-following MODEL.DEVICE, the per-rank batch refused at start-up, DDP with parameters left unused."""
-import importlib.util
+following the device its caller passes (the hardware without one), the per-rank batch refused at
+start-up, DDP with parameters left unused."""
 import json
 import os
 
@@ -10,9 +10,11 @@ import torch.distributed as dist
 from fastreid.engine import default_argument_parser, launch
 from fastreid.utils import comm
 
-from fastreid_slr import add_slr_config, compat
+from fastreid_slr import add_slr_config
 from fastreid_slr.engine import check_batch_per_rank
-from tiny import REPO
+from fastreid_slr.launch import distributed_worker
+from fastreid_slr.utils import distributed_data_parallel
+from tiny import REPO, load_train_net
 
 DEMO = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
 D2M = os.path.join(REPO, "configs", "SLR", "d2m.yml")
@@ -63,25 +65,46 @@ def fake_two_gpus(monkeypatch):
     return calls
 
 
-def _worker(calls, *command_line, num_gpus=2):
-    args = default_argument_parser().parse_args(["--config-file", *command_line])
-    compat.enablement._distributed_worker(1, lambda a: calls.append(("main",)), num_gpus, num_gpus, 0, "tcp://127.0.0.1:1", (args,))
+def _worker(calls, device, num_gpus=2):
+    distributed_worker(1, lambda: calls.append(("main",)), num_gpus, num_gpus, 0, "tcp://127.0.0.1:1", (), device)
 
 
-def test_cpu_config_gets_gloo_on_a_gpu_host(fake_two_gpus):
-    _worker(fake_two_gpus, DEMO)  # MODEL.DEVICE cpu
+def test_cpu_run_gets_gloo_on_a_gpu_host(fake_two_gpus):
+    _worker(fake_two_gpus, "cpu")
     assert fake_two_gpus == [("init", "gloo"), ("main",)]
 
 
-def test_cuda_config_selects_its_gpu_before_nccl_starts(fake_two_gpus):
-    _worker(fake_two_gpus, DEMO, "MODEL.DEVICE", "cuda")
+def test_cuda_run_selects_its_gpu_before_nccl_starts(fake_two_gpus):
+    _worker(fake_two_gpus, "cuda")
     assert fake_two_gpus == [("set_device", 1), ("init", "nccl"), ("main",)]
+
+
+def test_without_a_device_the_hardware_decides(fake_two_gpus, monkeypatch):
+    _worker(fake_two_gpus, None)  # fast-reid's own launch: no device
+    assert fake_two_gpus == [("set_device", 1), ("init", "nccl"), ("main",)]
+    fake_two_gpus.clear()
+    monkeypatch.setattr(comm, "_LOCAL_PROCESS_GROUP", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _worker(fake_two_gpus, None)
+    assert fake_two_gpus == [("init", "gloo"), ("main",)]
 
 
 def test_more_ranks_than_gpus_is_refused(fake_two_gpus):
     with pytest.raises(RuntimeError, match="--num-gpus 4 asks for more GPUs than the 2 visible"):
-        _worker(fake_two_gpus, D2M, num_gpus=4)
+        _worker(fake_two_gpus, "cuda", num_gpus=4)
     assert fake_two_gpus == []
+
+
+def test_train_net_launches_on_the_device_of_its_merged_config(monkeypatch):
+    """tools/train_net.py passes the device of the config it merged (CPU when CUDA is asked for and
+    absent); the launch itself never reads a config."""
+    train_net = load_train_net()
+    args = default_argument_parser().parse_args(["--config-file", D2M])  # MODEL.DEVICE cuda
+    assert train_net.run_device(train_net.load_config(args)) == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert train_net.run_device(train_net.load_config(args)) == "cuda"
+    args = default_argument_parser().parse_args(["--config-file", DEMO])  # MODEL.DEVICE cpu
+    assert train_net.run_device(train_net.load_config(args)) == "cpu"
 
 
 # --------------------------------------------------------------------------- batch per rank
@@ -118,9 +141,7 @@ def test_stage_one_batch_is_checked_only_when_stage_one_will_run(tmp_path):
 
 
 def test_train_net_refuses_at_start_up(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("train_net_for_test", os.path.join(REPO, "tools", "train_net.py"))
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
+    train_net = load_train_net()
     monkeypatch.setattr(comm, "get_world_size", lambda: 8)
     args = train_net.argument_parser().parse_args(["--config-file", DEMO, "OUTPUT_DIR", str(tmp_path / "run"),
                                                  "SLR.SOURCE.OUTPUT_DIR", str(tmp_path / "source")])
@@ -143,10 +164,8 @@ class _HalfUsed(torch.nn.Module):
 
 
 def _ddp_steps(path):
-    import fastreid.engine.defaults as defaults
-
     torch.manual_seed(0)
-    model = defaults.DistributedDataParallel(_HalfUsed(), device_ids=[comm.get_local_rank()], broadcast_buffers=False)
+    model = distributed_data_parallel(_HalfUsed(), device_ids=[comm.get_local_rank()], broadcast_buffers=False)
     for _ in range(3):  # without the search, the second forward raises
         model(torch.ones(2, 4)).backward()
     with open(os.path.join(path, f"rank{comm.get_rank()}"), "w") as f:

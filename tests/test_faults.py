@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -155,17 +156,17 @@ def test_corrupt_image_error_names_the_file(tmp_path, damage, num_workers):
 def test_nan_loss_stops_naming_epoch_and_iteration(source_weights, tmp_path):
     trainer = _trainer(tmp_path, source_weights, **{"SOLVER.MAX_EPOCH": 2, "SLR.ITERS_PER_EPOCH": 2})
     model = trainer.model
-    forward = model.forward
     nan_at = 3  # epoch 1, its second iteration
 
-    def poisoned(batched):
-        losses = forward(batched)
-        if model.training and trainer.iter == nan_at:
+    def poisoned(self, batched):
+        losses = type(self).forward(self, batched)
+        if self is model and self.training and trainer.iter == nan_at:
             name = sorted(losses)[0]
             losses = dict(losses, **{name: losses[name] * float("nan")})
         return losses
 
-    model.forward = poisoned
+    # A bound method: copies of the model (the per-camera BN twin) get their own, unpoisoned.
+    model.forward = types.MethodType(poisoned, model)
     with pytest.raises(FloatingPointError) as info:
         trainer.train()
     message = str(info.value)

@@ -94,7 +94,7 @@ def test_seed_turns_on_deterministic_cudnn(monkeypatch):
     from fastreid.config import get_cfg
     from fastreid_slr import add_slr_config
 
-    cfg = add_slr_config(get_cfg())
+    cfg = train_net.add_run_config(add_slr_config(get_cfg()))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
     train_net.seed(cfg)  # SEED -1: nothing changes

@@ -12,10 +12,8 @@ from PIL import Image
 
 import fastreid_slr  # noqa: F401  (compat patches before fastreid.data)
 from fastreid.data.datasets import DATASET_REGISTRY
-from fastreid_slr.config import add_slr_config
-from fastreid_slr.data.procedural import (ProceduralA, ProceduralB, ProceduralSpec, render,
-                                          ensure_generated, generate, get_default_spec, plan,
-                                          set_default_spec)
+from procedural_reid import (ProceduralA, ProceduralB, ProceduralSpec, add_procedural_config, apply_procedural_config,
+                             ensure_generated, generate, get_default_spec, plan, render, set_default_spec)
 
 SMALL = ProceduralSpec(num_train_ids=8, num_test_ids=10, num_cameras=3, images_per_camera=2)
 _MARKET_NAME = re.compile(r"^(\d{4})_c(\d+)s1_(\d{6})_00\.png$")
@@ -231,17 +229,18 @@ def test_unwritable_root_is_a_clear_error(tmp_path):
 def test_spec_from_config_and_default_spec(small_root):
     from fastreid.config import get_cfg
 
-    cfg = add_slr_config(get_cfg())
+    cfg = add_procedural_config(get_cfg())
+    assert add_procedural_config(cfg) is cfg  # idempotent
     cfg.DATASETS.PROCEDURAL.NUM_TRAIN_IDS = SMALL.num_train_ids
     cfg.DATASETS.PROCEDURAL.NUM_TEST_IDS = SMALL.num_test_ids
     cfg.DATASETS.PROCEDURAL.NUM_CAMERAS = SMALL.num_cameras
     cfg.DATASETS.PROCEDURAL.IMAGES_PER_CAMERA = SMALL.images_per_camera
     cfg.DATASETS.PROCEDURAL.IMAGE_SIZE = list(SMALL.image_size)
     assert ProceduralSpec.from_config(cfg) == SMALL
-    assert ProceduralSpec.from_config(add_slr_config(get_cfg())) == ProceduralSpec()
+    assert ProceduralSpec.from_config(add_procedural_config(get_cfg())) == ProceduralSpec()
 
     previous = get_default_spec()
-    set_default_spec(ProceduralSpec.from_config(cfg))
+    apply_procedural_config(cfg)
     try:  # fast-reid's own call: root only, no spec
         data = DATASET_REGISTRY.get("ProceduralB")(root=small_root, verbose=False)
         assert data.spec == SMALL and len(set(data.train_true_pids)) == SMALL.num_train_ids

@@ -1,5 +1,7 @@
 """Tiny configs and data shared by tests: fast-reid's Baseline with ResNet-18 at 64x32, the one tiny
-SLR run (TINY_SLR), random batches."""
+SLR run (TINY_SLR), configs as tools/train_net.py builds them, random batches."""
+import argparse
+import importlib.util
 import os
 
 import torch
@@ -7,6 +9,7 @@ from fastreid.config import get_cfg
 
 import fastreid_slr
 from fastreid_slr import add_slr_config
+from procedural_reid import apply_procedural_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,15 +86,26 @@ def tiny_slr_opts(**overrides) -> list:
     return [str(x) for item in {**TINY_SLR, **overrides}.items() for x in item]
 
 
+def load_train_net(name="train_net_for_tests"):
+    """tools/train_net.py as a module (tools/ is no package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", "train_net.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_net_cfg(config_file, *opts):
+    """The config tools/train_net.py runs for ``config_file`` and ``opts``: fast-reid's keys, SLR's,
+    the procedural datasets' and SEED."""
+    args = argparse.Namespace(config_file=config_file, opts=[str(x) for x in opts])
+    return load_train_net().load_config(args)
+
+
 def tiny_slr_cfg(output_dir, source_dir, **overrides):
     """The tiny SLR run's config (``TINY_SLR`` + ``overrides``), writing under the two folders; the
     procedural datasets configured for it."""
-    from fastreid_slr.data import configure_datasets
-
-    cfg = get_cfg()
-    add_slr_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"))
-    cfg.merge_from_list(tiny_slr_opts(**{"OUTPUT_DIR": str(output_dir), "SLR.SOURCE.OUTPUT_DIR": str(source_dir),
-                                         **overrides}))
-    configure_datasets(cfg)
+    cfg = train_net_cfg(os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"),
+                        *tiny_slr_opts(**{"OUTPUT_DIR": str(output_dir), "SLR.SOURCE.OUTPUT_DIR": str(source_dir),
+                                          **overrides}))
+    apply_procedural_config(cfg)
     return cfg

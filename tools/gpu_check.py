@@ -47,7 +47,6 @@ from tabulate import tabulate
 
 import fastreid_slr  # noqa: F401  (compat patches and registrations)
 import train_net  # tools/ is this script's folder: the entry point whose `--num-gpus` path is checked
-from fastreid.config import get_cfg
 from fastreid.engine import launch
 from fastreid.engine.train_loop import HookBase
 from fastreid.modeling import build_model
@@ -55,8 +54,7 @@ from fastreid.solver import build_optimizer
 from fastreid.utils import comm
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.events import EventStorage
-from fastreid_slr import add_slr_config, faiss_build
-from fastreid_slr.data import configure_datasets
+from fastreid_slr import faiss_build
 from fastreid_slr.engine import SLRTrainer, ensure_source_weights
 from fastreid_slr.utils import unwrap
 
@@ -96,7 +94,7 @@ TINY_OPTS = {
     "SLR.CLUSTER.RHO": "0.1", "SLR.REFINE.MIN_CLUSTER_SIZE": "3",
 }
 # Iterations of each timed part: (warm-up, timed); the AMP epoch's (bfloat16 on a CPU without
-# bfloat16 units runs ~15x slower than float32).
+# bfloat16 units is far slower than float32: README "CPU runs").
 FULL_STEPS = {"step_time": (5, 50), "features": (2, 10), "repeat": 10, "amp": 20}
 TINY_STEPS = {"step_time": (1, 3), "features": (1, 2), "repeat": 2, "amp": 1}
 # benchmarks/pseudo_labels.py arguments.
@@ -116,10 +114,8 @@ def check_opts(full: bool, output: str) -> dict:
 
 
 def build_cfg(opts: dict):
-    cfg = add_slr_config(get_cfg())
-    cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list(opts_list(opts))
-    return cfg
+    """The config tools/train_net.py builds for CONFIG and ``opts``."""
+    return train_net.load_config(argparse.Namespace(config_file=CONFIG, opts=opts_list(opts)))
 
 
 # --------------------------------------------------------------------------- measuring helpers
@@ -558,7 +554,7 @@ def main():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
 
     check = Check(full, args.output, args.ddp)
-    configure_datasets(check.cfg)
+    train_net.apply_procedural_config(check.cfg)
     torch.backends.cudnn.benchmark = check.cfg.CUDNN_BENCHMARK  # as fast-reid's default_setup does
     print(f"[gpu-check] {check.report['machine']['model']} ({'CUDA' if full else 'tiny CPU mode'})", flush=True)
     check.run("pipeline", check.pipeline)

@@ -3,7 +3,8 @@
 
 Same shape and flags as fast-reid's own ``tools/train_net.py``; fast-reid's meta-architectures
 run unchanged. With ``MODEL.META_ARCHITECTURE: SLR`` (mode "adapt") one command runs the task:
-stage 1 (source pretraining) if its weights are missing, then stage 2 (adaptation).
+stage 1 (source pretraining) if its weights are missing, then stage 2 (adaptation). The demo's
+procedural datasets (``procedural_reid``) are registered here too.
 """
 import logging
 import os
@@ -12,30 +13,51 @@ import torch
 
 import fastreid_slr  # noqa: F401  (applies the compat patches and registers the plugin)
 from fastreid.config import get_cfg
-from fastreid.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from fastreid.engine import DefaultTrainer, default_argument_parser, default_setup
 from fastreid.utils import comm
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
 from fastreid_slr import add_slr_config, faiss_build
-from fastreid_slr.data import configure_datasets
 from fastreid_slr.engine import (PluginTrainer, SLRCheckpointer, SLRTrainer, SourcePretrainTrainer,
                                  check_adaptation_config, check_batch_per_rank, ensure_source_weights,
                                  is_slr_adaptation, reestimate_batch_norm, target_train_loader,
                                  write_final_results)
+from fastreid_slr.launch import launch
+from procedural_reid import add_procedural_config, apply_procedural_config
 
 logger = logging.getLogger("fastreid_slr")
 
 
-def setup(args):
-    """Config from defaults + SLR keys + file + command-line opts, checked and frozen."""
+def add_run_config(cfg):
+    """This entry point's own key, top-level as detectron2 names it (fast-reid 1.4.0 has none and
+    seeds every run at random)."""
+    # >= 0: seed Python, numpy and torch (rank r gets SEED + r) and make cuDNN deterministic, so
+    # that a run repeats on the same machine (``seed``).
+    cfg.SEED = -1
+    return cfg
+
+
+def load_config(args):
+    """Defaults + SLR keys + the procedural datasets' keys + SEED + file + command-line opts."""
     cfg = get_cfg()
-    add_slr_config(cfg)
+    for add_keys in (add_slr_config, add_procedural_config, add_run_config):
+        add_keys(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    no_cuda = cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available()
-    if no_cuda:
-        cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def run_device(cfg) -> str:
+    """MODEL.DEVICE, or "cpu" when it asks for CUDA and there is none."""
+    return "cpu" if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available() else cfg.MODEL.DEVICE
+
+
+def setup(args):
+    """The run's config (``load_config``) on ``run_device``, checked and frozen."""
+    cfg = load_config(args)
+    no_cuda = run_device(cfg) != cfg.MODEL.DEVICE
+    cfg.MODEL.DEVICE = run_device(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     seed(cfg)  # after default_setup, which seeds at random
@@ -44,13 +66,13 @@ def setup(args):
         logger.warning("MODEL.DEVICE asks for CUDA but there is none: running on the CPU")
     logger.info(f"faiss: {faiss_build()}")  # exactly one build installed, or one clear error
     if cfg.MODEL.DEVICE == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        # Intra-op threads that share cores with the data-loader workers spin against them: on
-        # two cores, 2 threads + 2 workers ran a step 25x slower than 1 thread.
+        # Intra-op threads that share cores with the data-loader workers spin against them
+        # (README "CPU runs").
         threads = max(1, (os.cpu_count() or 1) - cfg.DATALOADER.NUM_WORKERS)
         torch.set_num_threads(threads)
         logger.info(f"CPU run: {threads} intra-op thread(s) beside {cfg.DATALOADER.NUM_WORKERS} loader workers "
                     f"(set OMP_NUM_THREADS to choose)")
-    configure_datasets(cfg)
+    apply_procedural_config(cfg)
     if not args.eval_only:  # --adabn may train stage 1
         check_batch_per_rank(cfg, comm.get_world_size())
     if is_slr_adaptation(cfg) and not args.eval_only:
@@ -122,5 +144,6 @@ def argument_parser():
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
+    # The ranks' backend follows the run's device (gloo for a CPU run, also on a GPU host).
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+           dist_url=args.dist_url, args=(args,), device=run_device(load_config(args)))

@@ -1,30 +1,37 @@
-"""fast-reid 1.4.0 on today's torch, numpy and Python, and on machines without a GPU or network.
+"""What fast-reid 1.4.0 needs to run at all on today's torch, torchvision, numpy and Python, with or
+without CUDA, as pip installs it: the ``breaks`` patches, applied when ``fastreid_slr`` is imported.
 
-Two kinds of process-wide patch, one module each, every one named and tested
-(tests/test_compat.py fails when any is removed):
+A break is fast-reid code that cannot work there: it raises, hangs, or silently stops learning.
+Each fix changes nothing where fast-reid works (README "fast-reid 1.4.0 on today's torch" lists
+them; tests/test_compat.py shows each failure without its fix). Behaviour the plugin chose is no
+patch: it lives in the plugin's own classes and tools, which only the plugin's runs use.
 
-- ``breaks``: fast-reid 1.4.0 code that fails on torch 2 / torchvision / numpy 2 / Python 3.10+
-  (or silently stops learning);
-- ``enablement``: what a CPU-only or offline machine needs (data loading without CUDA streams,
-  AMP and DDP on the CPU, a launcher that picks gloo, the Python evaluator without Cython, ImageNet
-  weights from a local file).
-
-Behaviour the plugin chose on top of fast-reid (atomic checkpoints, safe loading, clearer errors,
-the test loader's workers) is not patched here: the plugin's own trainers and checkpointer subclass
-fast-reid's (``fastreid_slr.engine``). Every patch goes through ``replace``, which remembers the
-original, so ``apply_all`` is idempotent and tests can undo a patch.
+Every patch goes through ``replace``, which records the original under the patch's name, so
+``apply_all`` is idempotent and ``undo`` restores fast-reid, one patch or all (tests).
 """
 import importlib.metadata
 import threading
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple
 
-__all__ = ["FASTREID_VERSION", "apply_all", "applied_patches", "original", "replace", "undo"]
+__all__ = ["FASTREID_VERSION", "apply_all", "applied_patches", "original", "replace", "replaced", "undo"]
 
 FASTREID_VERSION = "1.4.0"
 
+_MISSING = object()  # the original of a name that did not exist
+
+
+class _Replacement(NamedTuple):
+    patch: str
+    owner: Any
+    name: str
+    original: Any
+    own: bool  # the name was the owner's own (not inherited from its class)
+
+
 _PATCHES: Dict[str, Callable[[], bool]] = {}
 _RESULTS: Dict[str, bool] = {}
-_ORIGINALS: Dict[Tuple[int, str], Tuple[Any, str, Any, bool]] = {}
+_REPLACEMENTS: List[_Replacement] = []
+_APPLYING: List[str] = []  # the patch whose function is running
 _LOCK = threading.RLock()
 
 
@@ -38,37 +45,72 @@ def patch(name: str):
     return register
 
 
-def _setter(owner):
-    """Plain attribute assignment, past any ``__setattr__`` override (a yacs config node would turn
-    the attribute into a config key)."""
-    return type.__setattr__ if isinstance(owner, type) else object.__setattr__
+def _is_mapping(owner) -> bool:
+    """A plain dict such as ``sys.modules``: its items are replaced (a yacs config node is a dict
+    subclass whose attributes are replaced)."""
+    return type(owner) is dict
+
+
+def _get(owner, name: str):
+    return owner.get(name, _MISSING) if _is_mapping(owner) else getattr(owner, name, _MISSING)
+
+
+def _set(owner, name: str, value) -> None:
+    """Plain assignment, past any ``__setattr__`` override (a yacs config node would turn the
+    attribute into a config key); ``owner[name]`` for a dict such as ``sys.modules``."""
+    if _is_mapping(owner):
+        owner[name] = value
+    else:
+        (type.__setattr__ if isinstance(owner, type) else object.__setattr__)(owner, name, value)
+
+
+def _delete(owner, name: str) -> None:
+    if _is_mapping(owner):
+        del owner[name]
+    else:
+        (type.__delattr__ if isinstance(owner, type) else object.__delattr__)(owner, name)
+
+
+def _find(owner, name: str):
+    return next((r for r in _REPLACEMENTS if r.owner is owner and r.name == name), None)
 
 
 def replace(owner, name: str, new) -> None:
-    """``owner.name = new``, remembering the attribute's first original (see ``original``/``undo``)."""
+    """``owner.name = new`` (``owner[name]`` for a dict), recording the first original under the
+    patch being applied (see ``original`` / ``undo``). A name that did not exist is added."""
     with _LOCK:
-        own = name in getattr(owner, "__dict__", {})
-        _ORIGINALS.setdefault((id(owner), name), (owner, name, getattr(owner, name), own))
-        _setter(owner)(owner, name, new)
+        if not _APPLYING:
+            raise RuntimeError("compat.replace is for patch functions, which apply_all runs")
+        if _find(owner, name) is None:
+            own = name in owner if _is_mapping(owner) else name in getattr(owner, "__dict__", {})
+            _REPLACEMENTS.append(_Replacement(_APPLYING[-1], owner, name, _get(owner, name), own))
+        _set(owner, name, new)
 
 
 def original(owner, name: str):
     """What ``owner.name`` was before any ``replace`` (the attribute itself if never replaced)."""
-    entry = _ORIGINALS.get((id(owner), name))
-    return getattr(owner, name) if entry is None else entry[2]
+    entry = _find(owner, name)
+    return _get(owner, name) if entry is None else entry.original
 
 
-def undo() -> None:
-    """Restore every replaced attribute (tests); ``apply_all`` then applies the patches again. The
-    import-time shims (``breaks``) add names that had no original, and stay."""
+def replaced(name: str) -> List[tuple]:
+    """``(owner, attribute, original)`` of everything patch ``name`` replaced."""
+    return [(r.owner, r.name, r.original) for r in _REPLACEMENTS if r.patch == name]
+
+
+def undo(*names: str) -> None:
+    """Restore what the named patches replaced (every patch when none is named); ``apply_all``
+    applies them again. For tests."""
     with _LOCK:
-        for owner, name, value, own in _ORIGINALS.values():
-            if own:
-                _setter(owner)(owner, name, value)
-            else:  # it came from the class: drop the shadowing attribute
-                (type.__delattr__ if isinstance(owner, type) else object.__delattr__)(owner, name)
-        _ORIGINALS.clear()
-        _RESULTS.clear()
+        chosen = set(names or _RESULTS)
+        for entry in reversed([r for r in _REPLACEMENTS if r.patch in chosen]):
+            if entry.original is _MISSING or not entry.own:  # added, or shadowing its class's
+                _delete(entry.owner, entry.name)
+            else:
+                _set(entry.owner, entry.name, entry.original)
+            _REPLACEMENTS.remove(entry)
+        for name in chosen:
+            _RESULTS.pop(name, None)
 
 
 def _check_fastreid_version() -> None:
@@ -79,14 +121,22 @@ def _check_fastreid_version() -> None:
                            f"fastreid=={FASTREID_VERSION}")
 
 
-def apply_all() -> Dict[str, bool]:
-    """Apply every patch once, in definition order (``breaks`` first); name -> changed anything."""
+def apply_all(*names: str) -> Dict[str, bool]:
+    """Apply the named patches (every patch when none is named) once each, in definition order;
+    name -> whether it changed anything."""
+    unknown = set(names) - set(_PATCHES)
+    if unknown:
+        raise KeyError(f"no such patch: {sorted(unknown)}; patches: {list(_PATCHES)}")
     with _LOCK:
         if not _RESULTS:
             _check_fastreid_version()
         for name, fn in _PATCHES.items():
-            if name not in _RESULTS:
-                _RESULTS[name] = bool(fn())
+            if name not in _RESULTS and (not names or name in names):
+                _APPLYING.append(name)
+                try:
+                    _RESULTS[name] = bool(fn())
+                finally:
+                    _APPLYING.pop()
         return dict(_RESULTS)
 
 
@@ -95,4 +145,4 @@ def applied_patches() -> Dict[str, bool]:
     return dict(_RESULTS)
 
 
-from . import breaks, enablement  # noqa: E402,F401  (register the patches, in this order)
+from . import breaks  # noqa: E402,F401  (registers the patches)

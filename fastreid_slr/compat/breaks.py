@@ -1,7 +1,10 @@
-"""fast-reid 1.4.0 code that fails on torch 2, today's torchvision, numpy 2 or Python 3.10+."""
+"""The breaks: fast-reid 1.4.0 code that cannot work on today's torch / torchvision / numpy /
+Python, on a machine without CUDA, or as pip installs it. Each fix changes nothing where fast-reid
+works."""
 import collections
 import collections.abc
 import functools
+import importlib
 import inspect
 import os
 import sys
@@ -10,39 +13,34 @@ import types
 import numpy as np
 import torch
 
+from ..launch import distributed_worker
+from ..utils import module_device_ddp, pretrained_weights
 from . import original, patch, replace
+from .dataloader import DeviceAwareDataLoaderX
 
 
-# The two import-time shims add names that do not exist (there is no original to restore): they
-# stay after ``undo``, and report True whenever the name is theirs.
-_SHIM = "_fastreid_slr_shim"
-_ALIASES = ("Mapping", "MutableMapping", "Sequence", "Iterable")
-_ADDED_ALIASES = set()
-
-
+# --------------------------------------------------------------------------- today's torch, numpy, Python
 @patch("torch_six")
 def _torch_six() -> bool:
     """fastreid.data.build imports ``string_classes`` from ``torch._six``, removed in torch 2.0."""
     try:
-        import torch._six as six
-        return getattr(six, _SHIM, False)
+        importlib.import_module("torch._six")
+        return False
     except ImportError:
         pass
     shim = types.ModuleType("torch._six")
     shim.string_classes = (str, bytes)
-    setattr(shim, _SHIM, True)
-    sys.modules["torch._six"] = shim
+    replace(sys.modules, "torch._six", shim)
     return True
 
 
 @patch("collections_abc_aliases")
 def _collections_abc_aliases() -> bool:
     """``from collections import Mapping`` (data/build.py, evaluation/testing.py) fails on Python ≥3.10."""
-    for name in _ALIASES:
-        if not hasattr(collections, name):
-            setattr(collections, name, getattr(collections.abc, name))
-            _ADDED_ALIASES.add(name)
-    return bool(_ADDED_ALIASES)
+    missing = [name for name in ("Mapping", "MutableMapping", "Sequence", "Iterable") if not hasattr(collections, name)]
+    for name in missing:
+        replace(collections, name, getattr(collections.abc, name))
+    return bool(missing)
 
 
 @patch("random_affine_kwargs")
@@ -121,26 +119,38 @@ def _no_contiguous_params() -> bool:
     return True
 
 
-@patch("metric_printer_same_iteration")
-def _metric_printer_same_iteration() -> bool:
-    """CommonMetricPrinter divides by the iterations since its last write when the iteration timer
-    has no history yet (the first 3 iterations of a run); two writes at one iteration (the last
-    step's, then the epoch's) divide by zero. Skip the second write."""
-    from fastreid.utils.events import CommonMetricPrinter, get_event_storage
+# --------------------------------------------------------------------------- a machine without CUDA
+@patch("cpu_safe_dataloader")
+def _cpu_safe_dataloader() -> bool:
+    """DataLoaderX hard-codes CUDA streams, and a crash in its prefetch thread hangs forever."""
+    import fastreid.data.build as build
+    import fastreid.data.data_utils as data_utils
 
-    fastreid_write = original(CommonMetricPrinter, "write")
-
-    @functools.wraps(fastreid_write)
-    def write(self):
-        last = getattr(self, "_last_write", None)
-        if last is not None and last[0] == get_event_storage().iter:
-            return
-        fastreid_write(self)
-
-    replace(CommonMetricPrinter, "write", write)
+    replace(data_utils, "DataLoaderX", DeviceAwareDataLoaderX)
+    replace(build, "DataLoaderX", DeviceAwareDataLoaderX)
     return True
 
 
+@patch("launch_without_cuda")
+def _launch_without_cuda() -> bool:
+    """``launch``'s ranks assert CUDA and start NCCL: gloo ranks when there is no CUDA (NCCL ranks,
+    each on its GPU before NCCL starts, when there is)."""
+    # ``fastreid.engine.launch`` the attribute is the function; the module is only in sys.modules.
+    replace(importlib.import_module("fastreid.engine.launch"), "_distributed_worker", distributed_worker)
+    return True
+
+
+@patch("ddp_cpu_device_ids")
+def _ddp_cpu_device_ids() -> bool:
+    """DefaultTrainer wraps the model in DDP with ``device_ids=[local_rank]``, which DDP refuses for
+    a CPU model."""
+    import fastreid.engine.defaults as defaults
+
+    replace(defaults, "DistributedDataParallel", module_device_ddp)
+    return True
+
+
+# --------------------------------------------------------------------------- fast-reid as pip installs it
 @patch("backbone_config_paths")
 def _backbone_config_paths() -> bool:
     """``build_regnet_backbone`` and ``build_effnet_backbone`` open their YAML files by a path
@@ -158,4 +168,57 @@ def _backbone_config_paths() -> bool:
         return fastreid_merge(cfg_filename)
 
     replace(regnet_cfg, "merge_from_file", merge_from_file)  # the one config node both builders merge into
+    return True
+
+
+def _matching_tensors(model, loaded):
+    """OSNet's rule: the model's state dict, updated with the loaded tensors whose name (less a
+    ``module.`` prefix) and shape match."""
+    merged = model.state_dict()
+    for name, tensor in loaded.items():
+        name = name[len("module."):] if name.startswith("module.") else name
+        if name in merged and merged[name].shape == tensor.shape:
+            merged[name] = tensor
+    return merged
+
+
+def _whole_file(loaded):
+    return loaded
+
+
+def _model_state(loaded):
+    return loaded["model_state"]
+
+
+def _local_first(module, unpack):
+    """``module.init_pretrained_weights(key)``: the cached file, else fast-reid's download."""
+    fastreid_init = original(module, "init_pretrained_weights")
+
+    @functools.wraps(fastreid_init)
+    def init_pretrained_weights(key):
+        url = module.model_urls[key]
+        return pretrained_weights(url, url.split("/")[-1], unpack, lambda: fastreid_init(key))
+
+    return init_pretrained_weights
+
+
+@patch("imagenet_weights_local_first")
+def _imagenet_weights_local_first() -> bool:
+    """With ``PRETRAIN`` and no ``PRETRAIN_PATH``, fast-reid's loaders import gdown (which fastreid
+    1.4.0 does not declare) before they look for the cached file: every such run fails, file or no
+    file. Load the cached file first, then download as fast-reid does; one message when neither works."""
+    from fastreid.modeling.backbones import osnet, resnet, resnext
+    from fastreid.modeling.backbones.regnet import effnet, regnet
+
+    for module, unpack in ((resnet, _whole_file), (resnext, _whole_file), (regnet, _model_state),
+                           (effnet, _model_state)):
+        replace(module, "init_pretrained_weights", _local_first(module, unpack))
+    fastreid_osnet = original(osnet, "init_pretrained_weights")
+
+    @functools.wraps(fastreid_osnet)
+    def osnet_weights(model, key=""):
+        return pretrained_weights(osnet.model_urls[key], key + "_imagenet.pth",
+                                  lambda loaded: _matching_tensors(model, loaded), lambda: fastreid_osnet(model, key))
+
+    replace(osnet, "init_pretrained_weights", osnet_weights)
     return True

@@ -1,2 +1,2 @@
 """Imports every dataset module so that each registers itself."""
-from . import msmt17, personx, procedural  # noqa: F401
+from . import msmt17, personx  # noqa: F401

@@ -3,9 +3,11 @@
 - ``SLRCheckpointer`` instead of fast-reid's checkpointer (atomic saves, safe loading, classifiers
   sized from the checkpoint), the ``SLR.CHECKPOINT.KEEP_LAST`` newest per-epoch checkpoints kept,
   and a ``--resume`` that falls back past a checkpoint that does not load;
-- evaluation loaders with ``DATALOADER.NUM_WORKERS`` workers (fast-reid hard-codes 4: ~90 s per
-  evaluation under CPU DDP on two cores), whose unreadable images name their file;
-- a non-finite loss names the epoch as well as the iteration.
+- evaluation loaders with ``DATALOADER.NUM_WORKERS`` workers (fast-reid hard-codes 4, README
+  "CPU runs"), whose unreadable images name their file;
+- a non-finite loss names the epoch as well as the iteration;
+- fast-reid's parts where they fail the plugin (``fastreid_parts``): ``SOLVER.AMP`` on any device,
+  the Python evaluator when Cython's is not compiled, one metric line per iteration.
 """
 import logging
 
@@ -13,19 +15,23 @@ from fastreid.data import build_reid_test_loader
 from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.engine import hooks as fastreid_hooks
+from fastreid.utils.events import CommonMetricPrinter
 
 from ..data.common import NamedFileDataset
 from ..data.paths import build_dataset
 from .checkpointer import KeepLastCheckpoints, SLRCheckpointer, resume_newest_readable
+from .fastreid_parts import DeviceAMPTrainer, OncePerIterationPrinter, PluginEvaluator
 
 logger = logging.getLogger(__name__)
 
 
 class PluginTrainer(DefaultTrainer):
-    """fast-reid's DefaultTrainer with the plugin's checkpointing, evaluation loaders and errors."""
+    """fast-reid's DefaultTrainer with the plugin's checkpointing, evaluation, AMP and errors."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
+        if cfg.SOLVER.AMP.ENABLED:
+            self._trainer = DeviceAMPTrainer.replacing(self._trainer)
         self.checkpointer = SLRCheckpointer.replacing(self.checkpointer)
         for hook in self._hooks:  # the hook that saves every epoch must save through it
             if isinstance(hook, fastreid_hooks.PeriodicCheckpointer):
@@ -37,6 +43,10 @@ class PluginTrainer(DefaultTrainer):
         if saving:  # rank 0 only, as the checkpointer
             hooks.insert(saving[0] + 1, KeepLastCheckpoints(self.cfg.OUTPUT_DIR, self.cfg.SLR.CHECKPOINT.KEEP_LAST))
         return hooks
+
+    def build_writers(self):
+        return [OncePerIterationPrinter(self.max_iter) if type(w) is CommonMetricPrinter else w
+                for w in super().build_writers()]
 
     def resume_or_load(self, resume=True):
         if resume and self.checkpointer.has_checkpoint():
@@ -61,3 +71,8 @@ class PluginTrainer(DefaultTrainer):
         test_set = NamedFileDataset(data.query + data.gallery, build_transforms(cfg, is_train=False), relabel=False)
         return build_reid_test_loader(test_set=test_set, test_batch_size=cfg.TEST.IMS_PER_BATCH,
                                       num_query=len(data.query), num_workers=cfg.DATALOADER.NUM_WORKERS)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_dir=None):
+        data_loader, num_query = cls.build_test_loader(cfg, dataset_name)
+        return data_loader, PluginEvaluator(cfg, num_query, output_dir)

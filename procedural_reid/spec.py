@@ -46,7 +46,7 @@ class ProceduralSpec:
 
     @classmethod
     def from_config(cls, cfg) -> "ProceduralSpec":
-        """Read ``cfg.DATASETS.PROCEDURAL`` (keys added by ``add_slr_config``)."""
+        """Read ``cfg.DATASETS.PROCEDURAL`` (keys added by ``add_procedural_config``)."""
         p = cfg.DATASETS.PROCEDURAL
         return cls(num_train_ids=p.NUM_TRAIN_IDS, num_test_ids=p.NUM_TEST_IDS,
                    num_cameras=p.NUM_CAMERAS, images_per_camera=p.IMAGES_PER_CAMERA,

@@ -1,4 +1,4 @@
-"""A procedural two-domain pedestrian Re-ID dataset: ``ProceduralA`` and ``ProceduralB``.
+"""The registered datasets ``ProceduralA`` and ``ProceduralB``.
 
 Two domains with different people and different camera styles (A: sunny, sharp, saturated;
 B: dim, cool, blurred, noisy), so that a model trained on one loses accuracy on the other, as
@@ -18,11 +18,10 @@ import numpy as np
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
 
-from .generate import RENDERER_VERSION, ensure_generated, plan
-from .spec import ProceduralSpec, get_default_spec, set_default_spec
+from .generate import ensure_generated
+from .spec import ProceduralSpec, get_default_spec
 
-__all__ = ["ProceduralA", "ProceduralB", "ProceduralSpec", "set_default_spec",
-           "get_default_spec", "ensure_generated", "plan", "RENDERER_VERSION"]
+__all__ = ["ProceduralA", "ProceduralB"]
 
 _NAME = re.compile(r"(\d+)_c(\d+)s1_")
 
