@@ -9,7 +9,7 @@ from fastreid.config import get_cfg
 
 from fastreid_slr import add_slr_config
 from fastreid_slr.engine import PseudoLabeler
-from tiny import REPO
+from tiny import REPO, train_net_cfg
 
 PAPER_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "SLR", "*.yml")))
 
@@ -154,7 +154,7 @@ def test_the_demo_config_is_the_readme_shrink_opts():
     """configs/Demo/slr-procedural.yml runs what the README's shrink list says (its tables and the
     shape sweep measure those settings), beside its data, its folders and its evaluation period."""
     opts = _readme_shrink_opts()
-    demo = _load(os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"))
+    demo = train_net_cfg(os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"))
     shrunk = _load(os.path.join(REPO, "configs", "Base-SLR.yml"), opts)
     for key in opts[::2]:
         node_demo, node_shrunk = demo, shrunk
