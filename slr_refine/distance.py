@@ -16,8 +16,9 @@ from one more exact search (largest distance instead of smallest), so this varia
 kNN searches instead of one.
 
 Why not fast-reid's own code: it fills three dense N×N matrices and loops over rows in Python
-(~100 s and ~2 GB at N=12,936; 40 GB per matrix at N=100k). Here every step is sparse and the two
-per-row loops are numba kernels, O(N · nnz(row)): time and memory grow linearly in N.
+(memory grows as N²: 40 GB per float32 matrix at N=100k; the README's performance section has
+the measured times). Here every step is sparse and the two per-row loops are numba kernels,
+O(N · nnz(row)): time and memory grow linearly in N.
 
 Sparse convention (read this before consuming the result):
 

@@ -5,7 +5,7 @@ Runs tools/train_net.py on configs/Demo/slr-procedural.yml: SLR first (stage 1, 
 then stage 2); once stage 1 is written, beside it the ABMT baseline (refinement off), the AdaBN
 control (``--adabn``: the source model with BN statistics re-estimated on the target, no training)
 and, with ``--oracle``, stage 2 trained on the target's true identities (``SLR.ORACLE True``, the
-upper bound). On two cores two one-thread runs take no longer per step than one. Ends with the
+upper bound). The runs share the cores (see ``threads`` in ``main``). Ends with the
 target-domain table (last epoch, no best-epoch picking; the last epoch's pseudo-label quality
 where there are pseudo-labels), a line with each trained run's best evaluated epoch (chosen with
 the target's labels: optimistic, for comparison with papers that report it), the pseudo-labels per
