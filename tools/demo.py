@@ -145,7 +145,7 @@ def main():
 
     for name, run in trained.items():
         print(f"\nPseudo-labels per epoch, {name}:")
-        print(tabulate([[r["epoch"], int(r["clusters_before"]), int(r["clusters_after"]), r["identities"],
+        print(tabulate([[r["epoch"], int(r["clusters_before"]), int(r["clusters_after"]), int(r["identities"]),
                          r["outlier_fraction"], r["ari"], r["pair_precision"], r["pair_recall"]]
                         for r in epochs(run.run_dir)],
                        headers=["epoch", "DBSCAN", "trained on", "true ids", "outliers", "ARI", "pair P", "pair R"],
