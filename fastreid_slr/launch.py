@@ -43,7 +43,8 @@ def uses_cuda(device: Optional[str], num_gpus_per_machine: int) -> bool:
 def distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args,
                        device: Optional[str] = None):
     """One rank: its GPU selected first (CUDA), the process group (NCCL or gloo), fast-reid's local
-    process group, then ``main_func(*args)``. fast-reid's ``launch`` calls it without ``device``."""
+    process group, ``main_func(*args)``, then a barrier and the groups taken down. fast-reid's
+    ``launch`` calls it without ``device``."""
     import torch.distributed as dist
     from fastreid.utils import comm
 
@@ -60,3 +61,8 @@ def distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine, 
         if i == machine_rank:
             comm._LOCAL_PROCESS_GROUP = group
     main_func(*args)
+    # Leave together, groups taken down (torch's own clean-up): a gloo rank that exited with its
+    # groups alive now and then aborted after its work was done ("terminate called without an
+    # active exception", SIGABRT), which failed a finished run.
+    comm.synchronize()
+    dist.destroy_process_group()

@@ -54,15 +54,22 @@ def test_pseudo_label_broadcast_goes_over_gloo_not_the_default_group(tmp_path):
 # --------------------------------------------------------------------------- launch backend
 @pytest.fixture
 def fake_two_gpus(monkeypatch):
-    """CUDA that reports two GPUs; process-group set-up recorded instead of performed."""
+    """CUDA that reports two GPUs; process-group set-up, barriers and take-down recorded instead of
+    performed."""
     calls = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
     monkeypatch.setattr(dist, "init_process_group", lambda backend, **kwargs: calls.append(("init", backend)))
     monkeypatch.setattr(dist, "new_group", lambda ranks: "local group")
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    monkeypatch.setattr(comm, "synchronize", lambda: calls.append(("synchronize",)))
     monkeypatch.setattr(comm, "_LOCAL_PROCESS_GROUP", None)
     return calls
+
+
+# After its group starts, a rank waits for the others, runs, and leaves with them, its groups taken down.
+RUN_AND_LEAVE = [("synchronize",), ("main",), ("synchronize",), ("destroy",)]
 
 
 def _worker(calls, device, num_gpus=2):
@@ -71,22 +78,22 @@ def _worker(calls, device, num_gpus=2):
 
 def test_cpu_run_gets_gloo_on_a_gpu_host(fake_two_gpus):
     _worker(fake_two_gpus, "cpu")
-    assert fake_two_gpus == [("init", "gloo"), ("main",)]
+    assert fake_two_gpus == [("init", "gloo"), *RUN_AND_LEAVE]
 
 
 def test_cuda_run_selects_its_gpu_before_nccl_starts(fake_two_gpus):
     _worker(fake_two_gpus, "cuda")
-    assert fake_two_gpus == [("set_device", 1), ("init", "nccl"), ("main",)]
+    assert fake_two_gpus == [("set_device", 1), ("init", "nccl"), *RUN_AND_LEAVE]
 
 
 def test_without_a_device_the_hardware_decides(fake_two_gpus, monkeypatch):
     _worker(fake_two_gpus, None)  # fast-reid's own launch: no device
-    assert fake_two_gpus == [("set_device", 1), ("init", "nccl"), ("main",)]
+    assert fake_two_gpus == [("set_device", 1), ("init", "nccl"), *RUN_AND_LEAVE]
     fake_two_gpus.clear()
     monkeypatch.setattr(comm, "_LOCAL_PROCESS_GROUP", None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     _worker(fake_two_gpus, None)
-    assert fake_two_gpus == [("init", "gloo"), ("main",)]
+    assert fake_two_gpus == [("init", "gloo"), *RUN_AND_LEAVE]
 
 
 def test_more_ranks_than_gpus_is_refused(fake_two_gpus):
