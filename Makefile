@@ -25,6 +25,8 @@ $(STAMP): setup.py Makefile
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,$(FAISS)]'
 	$(PY) -c "import fastreid_slr; print('faiss:', fastreid_slr.faiss_build())"
 	$(PY) tools/build_rank_cylib.py
+	# the pseudo-label step's numba kernels, compiled into their cache now rather than in a first epoch
+	$(PY) -m slr_refine.warm_up
 	rm -f $(VENV)/.setup-done-*
 	touch $(STAMP)
 

@@ -1,36 +1,64 @@
-"""One epoch's pseudo-label step at Market scale: ours against fast-reid's dense reference.
+"""One epoch's clustering step (the pseudo labels): ours on each search backend, beside the
+previous engine and fast-reid's dense reference.
 
-    python benchmarks/pseudo_labels.py                       # N=12,936 (Market-1501 train), D=4,096
-    python benchmarks/pseudo_labels.py --n 32621 --dim 4096 --source 12936   # MSMT17 train <- Market
-    python benchmarks/pseudo_labels.py --n 100000 --dim 256  # no dense reference (40 GB a matrix)
+    python benchmarks/pseudo_labels.py --n 12936 --dim 4096 --source 16522 --previous /tmp/base
+        # Market scale: Market-1501's 12,936 training images, DukeMTMC's 16,522 as the source term's
+    python benchmarks/pseudo_labels.py --n 32621 --dim 4096 --source 12936 --previous /tmp/base \\
+        --skip-plain-hdbscan --repeats 1     # MSMT17 scale: its 32,621 training images <- Market's
+    python benchmarks/pseudo_labels.py --n 1500 --dim 64 --source 500 --repeats 1   # a smoke run
 
-D=4,096 is what the teacher gives: two 2,048-d branches, concatenated. Synthetic teacher features
-(identities in families of look-alikes, camera offsets, per-identity noise, ambiguous images) for
-two consecutive epochs. Each measured step runs in its own process, so one step's peak RSS (the
-kernel's VmHWM high-water mark) cannot leak into another's; our processes import only the
-framework-free engine ``slr_refine`` (no torch, no fast-reid: ~0.9 GB less). Numba kernels are compiled (or
-loaded from cache), and a GPU index's CUDA context made, on a tiny input before the clock starts.
+``--previous PATH``: an older checkout of this repository (``git worktree add /tmp/base <commit>``).
+D=4,096 is what the teacher gives: two 2,048-d branches, concatenated.
 
-Fair timing: every process, ours and the reference, gets the same ``--threads`` (OpenMP, BLAS,
-numba, torch and faiss alike; default: all cores), and each timed step runs ``--repeats`` times
-(default 3) in fresh processes; tables report the median. With CUDA (faiss-gpu) our step also
-runs with the kNN on the GPU, in the same table. Timings are wall-clock on whatever the machine
-gives: a busy machine flatters whichever side suffers less from it, so compare on a quiet one.
+What is compared, all at k1 30, k2 6, eps ``--eps``, min_samples 4 and the same source term
+(``--source M`` synthetic source images of other identities, λ ``--source-weight``; none without):
 
-``--source M`` adds ABMT's source term (λ = ``--source-weight``) to both sides' timed path: M
-synthetic source images of other identities; ours is a flat faiss search plus a sparse update,
-the reference a dense torch N×M distance added to its dense N×N matrix.
+- ours: ``slr_refine.clustering_distance`` + ``slr_refine.cluster_dbscan``, for each Jaccard variant
+  ("fastreid": fast-reid's / SpCL's; "abmt": ABMT's, the paper configs') on each search backend:
+  ``blas`` (numpy BLAS blocks) and ``faiss`` (flat indexes) on the CPU, and with ``--gpu`` torch on
+  CUDA (``fastreid_slr.neighbour_search.TorchSearch``) and faiss on the GPU. One exact search gives
+  every neighbour the step needs (the k nearest, ABMT's farthest row, the nearest source image),
+  its ranks certified in float64, so every backend must give the blas backend's labels: checked
+  per variant. Parts: search, Jaccard, source term, DBSCAN, and the total (the step timed whole).
+- previous (``--previous PATH``): the same step with the engine found at PATH. One of the older API
+  (its ``slr_refine`` has ``knn``) runs as it used to: ``jaccard_distance`` (its faiss kNN search and,
+  abmt, its farthest search inside), ``source_distances`` (a third search), ``add_source_term``,
+  ``cluster_dbscan``; its search row is its kNN (+ farthest) search timed alone, before that call,
+  so the row is not part of its total (one of the one-search API runs as ours does, on blas). Its
+  labels must equal ours (blas), variant by variant: how the project shows that a speed change
+  keeps the labels.
+- the dense reference: fast-reid's own ``compute_jaccard_distance`` (search_option 3: its CPU faiss),
+  the dense source term (torch, N×M) and sklearn's DBSCAN on the dense matrix, fastreid variant
+  only: its labels against ours (blas), and max |Δ| of the Jaccard matrix over all N² pairs. It
+  runs only when its estimated peak memory (``reference_peak_gb``) fits in the memory available
+  when the benchmark starts.
 
-The comparison with the reference is on fast-reid's Jaccard (``variant="fastreid"``: fast-reid's
-own function is the reference). Our step also runs with ABMT's Jaccard (``variant="abmt"``, the
-paper configs'), with the same k1, k2, eps and source term: its times, and the agreement (ARI) of its
-labels with the fast-reid variant's, for information. The reference runs only when its estimated
-peak memory (``reference_peak_gb``) fits in the memory available when the benchmark starts.
+Then SLR's refinement of two consecutive epochs' labels (ours, blas, fastreid variant) and, unless
+``--skip-plain-hdbscan``, a plain ``hdbscan.HDBSCAN`` call on its soft labels against our fast path.
 
-Last line: ``speedup_vs_reference=<x> labels_identical=<bool> gpu_labels_identical=<bool>
-refine_share=<f> peak_rss_gb=<GB>``; ``--json PATH`` writes every number.
+Synthetic teacher features (identities in families of look-alikes, camera offsets, per-identity
+noise, ambiguous images) for two consecutive epochs. Each measured step runs in its own process,
+so one step's peak RSS (the kernel's VmHWM high-water mark) cannot leak into another's; our
+processes import only the framework-free engine ``slr_refine`` (no torch, no fast-reid), except the
+torch backend's. Before the clock starts, our processes compile (or load from cache) the numba
+kernels (``slr_refine.warm_up.compile_kernels``) and make the backend's first call (a CUDA context,
+faiss's GPU resources) on a tiny input; the previous version's process runs its own step on a
+tiny input (its kernels differ).
+
+Fair timing: every process gets the same ``--threads`` (OpenMP, BLAS, numba, torch and faiss
+alike; default: all cores), and each timed step runs ``--repeats`` times (default 3) in fresh
+processes; tables report the median. Timings are wall-clock on whatever the machine gives: a busy
+machine flatters whichever side suffers less from it, so compare on a quiet one.
+
+Last line: ``abmt_over_fastreid=<x> faiss_over_blas=<x> previous_over_ours_fastreid=<x|skipped>
+previous_over_ours_abmt=<x|skipped> labels_identical_across_searches=<bool>
+labels_identical_to_previous=<bool|skipped> speedup_vs_reference=<x|skipped>
+labels_identical_to_reference=<bool|skipped> refine_share=<f|skipped> peak_rss_gb=<GB>``: totals of
+the clustering step, ours on blas unless named (faiss_over_blas: the abmt variant's; peak_rss_gb:
+the highest of our CPU processes, the refinement's included). ``--json PATH`` writes every number.
 """
 import argparse
+import importlib
 import json
 import os
 import pathlib
@@ -43,8 +71,14 @@ import warnings
 
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+K1, K2, MIN_SAMPLES = 30, 6, 4
+VARIANTS = ("fastreid", "abmt")
+# Search backends of our step, in table order: the two CPU ones always, the GPU ones with --gpu.
+BACKENDS = {"blas": "blas", "faiss": "faiss", "torch_cuda": "torch CUDA", "faiss_gpu": "faiss GPU"}
+CPU_BACKENDS = ("blas", "faiss")
+
+
 
 
 def _unit_rows(rng, n, dim):
@@ -116,51 +150,134 @@ def _rss_now_gb():
     return _proc_status_gb("VmRSS")
 
 
-def child_ours_cluster(work, tag, eps, use_gpu=False, source_weight=0.0, variant="fastreid"):
-    """Our kNN alone, then Jaccard (its kNN included), the source term when given, and DBSCAN;
-    the kNN on GPU 0 with use_gpu; ``variant`` of the Jaccard distance (with "abmt", the farthest
-    search of its row scale is also timed alone)."""
-    import scipy.sparse as sp
 
+
+def _search_backend(name):
+    """Our step's search backend ``name`` (a key of ``BACKENDS``), GPU ones on device 0."""
     import slr_refine as refine
-    from slr_refine.distance import farthest_squared_distances
-    _faiss_threads()
-    name = ("ours_gpu" if use_gpu else "ours") + ("_abmt" if variant == "abmt" else "")
-    features = np.load(work / f"features_{tag}.npy")
-    warm_up = np.random.default_rng(0).normal(size=(64, 8))
-    refine.cluster_dbscan(refine.jaccard_distance(warm_up, use_gpu=use_gpu, variant=variant), eps)  # JIT, CUDA
-    baseline = _rss_now_gb()
-    with warnings.catch_warnings(record=True) as fallbacks:
-        warnings.simplefilter("always", RuntimeWarning)
-        start = time.perf_counter()
-        refine.knn(refine.normalize_features(features), 30, use_gpu=use_gpu)
-        knn_s = time.perf_counter() - start
-        start = time.perf_counter()
-        if variant == "abmt":
-            farthest_squared_distances(refine.normalize_features(features), use_gpu=use_gpu)
-        farthest_s = time.perf_counter() - start
-        start = time.perf_counter()
-        jaccard = refine.jaccard_distance(features, k1=30, k2=6, use_gpu=use_gpu, variant=variant)
-        jaccard_s = time.perf_counter() - start
-        start = time.perf_counter()
-        dist, absent = jaccard, refine.AbsentPairs()
-        if source_weight:
-            source_term, _ = refine.source_distances(features, np.load(work / "features_source.npy"), use_gpu=use_gpu)
-            dist, absent = refine.add_source_term(jaccard, source_term, source_weight)
-        source_s = time.perf_counter() - start
+
+    if name == "torch_cuda":  # the plugin's (it imports torch and fast-reid)
+        import torch
+        from fastreid_slr.neighbour_search import TorchSearch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        return TorchSearch("cuda")
+    return {"blas": refine.BlasSearch, "faiss": refine.FaissSearch,
+            "faiss_gpu": lambda: refine.FaissSearch(gpu_device=0)}[name]()
+
+
+def _search_device(backend, fallbacks):
+    """Where the timed search ran: a GPU backend that fell back to the CPU says so, with why."""
+    if backend in CPU_BACKENDS:
+        return "CPU"
+    if fallbacks:
+        return f"CPU (GPU fallback: {fallbacks[0]})"
+    if backend == "torch_cuda":
+        import torch
+
+        return f"CUDA 0 ({torch.cuda.get_device_name(0)})"
+    return "GPU 0"
+
+
+def _clustering_step(refine, features, source, variant, source_weight, eps, backend):
+    """The clustering step of the one-search API: (labels, distance, seconds of each part)."""
     start = time.perf_counter()
-    labels = refine.cluster_dbscan(dist, eps, min_samples=4, absent=absent)
-    dbscan_s = time.perf_counter() - start
+    distance = refine.clustering_distance(features, k1=K1, k2=K2, variant=variant, source=source,
+                                          source_weight=source_weight, backend=backend)
+    dbscan_start = time.perf_counter()
+    labels = refine.cluster_dbscan(distance.dist, eps, min_samples=MIN_SAMPLES, absent=distance.absent)
+    end = time.perf_counter()
+    return labels, distance.dist, {
+        "search_s": distance.seconds["search"], "jaccard_s": distance.seconds["jaccard"],
+        "source_s": distance.seconds["source_term"], "dbscan_s": end - dbscan_start, "total_s": end - start}
+
+
+def _load_inputs(work, tag, source_weight):
+    features = np.load(work / f"features_{tag}.npy")
+    return features, np.load(work / "features_source.npy") if source_weight else None
+
+
+def child_ours_cluster(work, tag, eps, backend, variant, source_weight=0.0):
+    """Our step (``clustering_distance`` + ``cluster_dbscan``) with the ``variant`` Jaccard distance,
+    the search on ``backend``."""
+    import slr_refine as refine
+    from slr_refine.warm_up import compile_kernels
+
+    _faiss_threads()
+    search = _search_backend(backend)
+    features, source = _load_inputs(work, tag, source_weight)
+    compile_kernels()
+    refine.search_neighbours(features[:64], 8, farthest=True, others=features[:16], backend=search)
+    baseline = _rss_now_gb()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        labels, dist, seconds = _clustering_step(refine, features, source, variant, source_weight, eps, search)
     peak = _peak_rss_gb()
-    np.save(work / f"labels_{name}_{tag}.npy", labels)
-    if name == "ours":
-        sp.save_npz(work / f"jaccard_ours_{tag}.npz", jaccard, compressed=False)
-    fallback = [str(w.message) for w in fallbacks if "searching on the CPU" in str(w.message)]
-    knn_device = ("CPU (GPU fallback: " + fallback[0] + ")" if fallback else "GPU 0") if use_gpu else "CPU"
-    return {"knn_s": knn_s, "farthest_s": farthest_s, "jaccard_s": jaccard_s, "source_s": source_s,
-            "dbscan_s": dbscan_s, "peak_rss_gb": peak,
-            "rss_over_inputs_gb": peak - baseline, "nnz_per_row": dist.nnz / dist.shape[0],
-            "clusters": int(labels.max()) + 1, "outliers": int((labels < 0).sum()), "knn_device": knn_device}
+    np.save(work / f"labels_ours_{backend}_{variant}_{tag}.npy", labels)
+    fallbacks = [str(w.message) for w in caught if "searching on the CPU" in str(w.message)]
+    return {**seconds, "peak_rss_gb": peak, "rss_over_inputs_gb": peak - baseline,
+            "nnz_per_row": dist.nnz / dist.shape[0], "clusters": int(labels.max()) + 1,
+            "outliers": int((labels < 0).sum()), "search_device": _search_device(backend, fallbacks)}
+
+
+def _previous_step(refine, features, source, variant, source_weight, eps):
+    """The clustering step of the older API (its ``slr_refine`` has ``knn``), timed as its benchmark
+    did: its kNN (and, abmt, farthest) search alone, then ``jaccard_distance`` (which searches
+    again), the source term (a third search) and DBSCAN. (labels, seconds)."""
+    from slr_refine.distance import farthest_squared_distances
+
+    full_columns = min(K1 + 1 if variant == "abmt" else K1, len(features))  # what its Jaccard searches
+    start = time.perf_counter()
+    refine.knn(refine.normalize_features(features), full_columns)
+    knn_s = time.perf_counter() - start
+    start = time.perf_counter()
+    if variant == "abmt":
+        farthest_squared_distances(refine.normalize_features(features))
+    farthest_s = time.perf_counter() - start
+    start = time.perf_counter()
+    jaccard = refine.jaccard_distance(features, k1=K1, k2=K2, variant=variant)
+    jaccard_s = time.perf_counter() - start
+    start = time.perf_counter()
+    dist, absent = jaccard, refine.AbsentPairs()
+    if source_weight:
+        source_term, _ = refine.source_distances(features, source)
+        dist, absent = refine.add_source_term(jaccard, source_term, source_weight)
+    source_s = time.perf_counter() - start
+    start = time.perf_counter()
+    labels = refine.cluster_dbscan(dist, eps, min_samples=MIN_SAMPLES, absent=absent)
+    dbscan_s = time.perf_counter() - start
+    return labels, {"knn_s": knn_s, "farthest_s": farthest_s, "search_s": knn_s + farthest_s,
+                    "jaccard_s": jaccard_s, "source_s": source_s, "dbscan_s": dbscan_s,
+                    "total_s": jaccard_s + source_s + dbscan_s}
+
+
+def child_previous_cluster(work, tag, eps, path, variant, source_weight=0.0):
+    """The step with the engine of the checkout at ``path`` (first on sys.path): through the older
+    API when it has ``knn`` (``_previous_step``), else as ours on its default (BLAS) search."""
+    sys.path.insert(0, path)
+    import slr_refine as refine
+
+    if not pathlib.Path(refine.__file__).resolve().is_relative_to(pathlib.Path(path).resolve()):
+        raise RuntimeError(f"slr_refine was imported from {refine.__file__}, not from {path}")
+    _faiss_threads()
+    features, source = _load_inputs(work, tag, source_weight)
+    older_api = hasattr(refine, "knn")
+    if older_api:
+        tiny = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+        _previous_step(refine, tiny, tiny[:16], variant, source_weight, eps)  # its numba kernels
+    else:
+        importlib.import_module("slr_refine.warm_up").compile_kernels()
+    baseline = _rss_now_gb()
+    if older_api:
+        labels, seconds = _previous_step(refine, features, source, variant, source_weight, eps)
+    else:
+        labels, _, seconds = _clustering_step(refine, features, source, variant, source_weight, eps, None)
+    peak = _peak_rss_gb()
+    np.save(work / f"labels_previous_{variant}_{tag}.npy", labels)
+    return {**seconds, "peak_rss_gb": peak, "rss_over_inputs_gb": peak - baseline,
+            "clusters": int(labels.max()) + 1, "outliers": int((labels < 0).sum()),
+            "api": "knn + jaccard_distance (older)" if older_api else "clustering_distance (one search)",
+            "engine": str(pathlib.Path(refine.__file__).parent)}
 
 
 def _dense_source_term(target, source, chunk=1024):
@@ -174,17 +291,21 @@ def _dense_source_term(target, source, chunk=1024):
 
 
 def child_reference_cluster(work, tag, eps, source_weight=0.0):
-    import scipy.sparse as sp
+    """fast-reid's dense step. After its peak is read, our Jaccard matrix (fastreid variant, blas)
+    is computed here too, to compare the two over all N² pairs."""
     import torch
     from fastreid.utils.compute_dist import compute_jaccard_distance
     from sklearn.cluster import DBSCAN
 
+    import slr_refine as refine
+
     _faiss_threads()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    features = torch.nn.functional.normalize(torch.from_numpy(np.load(work / f"features_{tag}.npy")), dim=1)
+    raw = np.load(work / f"features_{tag}.npy")
+    features = torch.nn.functional.normalize(torch.from_numpy(raw), dim=1)
     baseline = _rss_now_gb()
     start = time.perf_counter()
-    dense = compute_jaccard_distance(features, k1=30, k2=6, search_option=3)  # 3 = its CPU faiss branch
+    dense = compute_jaccard_distance(features, k1=K1, k2=K2, search_option=3)  # 3 = its CPU faiss branch
     jaccard_s = time.perf_counter() - start
     start = time.perf_counter()
     combined = dense
@@ -194,26 +315,28 @@ def child_reference_cluster(work, tag, eps, source_weight=0.0):
         combined = (np.float32(1) - lam) * dense + lam * (d_s[:, None] + d_s[None, :])
     source_s = time.perf_counter() - start
     start = time.perf_counter()
-    labels = DBSCAN(eps=eps, min_samples=4, metric="precomputed").fit_predict(combined)
+    labels = DBSCAN(eps=eps, min_samples=MIN_SAMPLES, metric="precomputed").fit_predict(combined)
     dbscan_s = time.perf_counter() - start
     peak = _peak_rss_gb()
     np.save(work / f"labels_reference_{tag}.npy", labels)
 
-    ours = sp.load_npz(work / f"jaccard_ours_{tag}.npz").tocoo()  # after the peak was read
+    ours = refine.jaccard_distance(raw, k1=K1, k2=K2, variant="fastreid").tocoo()
     dense_ours_diff = np.abs(dense[ours.row, ours.col] - ours.data).max()
     absent = np.ones(dense.shape, dtype=bool)
     absent[ours.row, ours.col] = False
     absent_diff = np.abs(dense[absent] - 1.0).max() if absent.any() else 0.0
-    return {"jaccard_s": jaccard_s, "source_s": source_s, "dbscan_s": dbscan_s, "peak_rss_gb": peak,
-            "rss_over_inputs_gb": peak - baseline, "max_abs_diff": float(max(dense_ours_diff, absent_diff)), "clusters": int(labels.max()) + 1,
+    return {"jaccard_s": jaccard_s, "source_s": source_s, "dbscan_s": dbscan_s,
+            "total_s": jaccard_s + source_s + dbscan_s, "peak_rss_gb": peak, "rss_over_inputs_gb": peak - baseline,
+            "max_abs_diff": float(max(dense_ours_diff, absent_diff)), "clusters": int(labels.max()) + 1,
             "outliers": int((labels < 0).sum())}
 
 
-def child_ours_refine(work, alpha):
+def child_ours_refine(work, alpha, labels):
+    """SLR's step on two consecutive epochs' labels ``labels_<labels>_{prev,cur}.npy``."""
     import scipy.sparse as sp
 
     import slr_refine as refine
-    prev, cur = np.load(work / "labels_ours_prev.npy"), np.load(work / "labels_ours_cur.npy")
+    prev, cur = np.load(work / f"labels_{labels}_prev.npy"), np.load(work / f"labels_{labels}_cur.npy")
     warm_up = refine.SLRRefiner()
     warm_up.step(np.arange(40) % 5)
     warm_up.step(np.arange(40) % 4)
@@ -244,8 +367,22 @@ def child_plain_hdbscan(work, seed):
     return {"seconds": seconds}
 
 
-CHILDREN = {"ours_cluster": child_ours_cluster, "reference_cluster": child_reference_cluster,
-            "ours_refine": child_ours_refine, "plain_hdbscan": child_plain_hdbscan}
+def child_devices(work):
+    """What the GPU backends would find: torch's CUDA, faiss's GPUs."""
+    import faiss
+
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    return {"torch_cuda": cuda, "faiss_gpus": faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0}
+
+
+CHILDREN = {"ours_cluster": child_ours_cluster, "previous_cluster": child_previous_cluster,
+            "reference_cluster": child_reference_cluster, "ours_refine": child_ours_refine,
+            "plain_hdbscan": child_plain_hdbscan, "devices": child_devices}
 
 
 class ChildKilled(RuntimeError):
@@ -291,38 +428,29 @@ def available_memory_gb() -> float:
     raise RuntimeError("MemAvailable missing from /proc/meminfo")
 
 
-def gpu_visible() -> bool:
-    """faiss has GPU indexes and sees a GPU (what our kNN's ``use_gpu`` needs)."""
-    import faiss
-
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-
 
 # ---------------------------------------------------------------------------------- the report
 
-def _cell(result, key, digits=2):
-    return f"{result[key]:.{digits}f}" if result else "-"
+ROWS = (("search (ours: every neighbour, one pass)", "search_s"), ("Jaccard", "jaccard_s"),
+        ("source term", "source_s"), ("DBSCAN", "dbscan_s"), ("total: the clustering step", "total_s"))
 
 
-def print_table(ours, gpu, reference, abmt, with_source):
-    print("\n| step (median s) | ours, CPU kNN | ours, GPU kNN | fast-reid reference | reference / ours CPU "
-          "| ours, ABMT's Jaccard, CPU kNN |")
-    print("|---|---|---|---|---|---|")
-    rows = [("exact kNN (faiss flat, k=30)", "knn_s"), ("farthest search (ABMT's row scale)", "farthest_s"),
-            ("k-reciprocal Jaccard, its searches included", "jaccard_s"), ("source term (--source)", "source_s"),
-            ("DBSCAN", "dbscan_s"), ("Jaccard (+ source term) + DBSCAN", "total_s")]
-    if not with_source:
-        rows = [row for row in rows if row[1] != "source_s"]
-    if not abmt:
-        rows = [row for row in rows if row[1] != "farthest_s"]
-    for title, key in rows:
-        ratio = f"{reference[key] / ours[key]:.1f}x" if reference and key in reference else "-"
-        ref = _cell(reference, key) if reference and key in reference else "-"
-        ours_cell = "-" if key == "farthest_s" else _cell(ours, key)
-        gpu_cell = "-" if key == "farthest_s" else _cell(gpu, key)
-        print(f"| {title} | {ours_cell} | {gpu_cell} | {ref} | {ratio} | {_cell(abmt, key)} |")
-    if gpu:
-        print(f"GPU row: kNN on {gpu['knn_device']}")
+def print_table(columns, with_source):
+    """``columns``: (title, result) pairs; rows: the parts, peak RSS, clusters / outliers."""
+    print("\n| median s | " + " | ".join(title for title, _ in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for title, key in ROWS:
+        if key == "source_s" and not with_source:
+            continue
+        cells = [f"{result[key]:.2f}" if key in result else "-" for _, result in columns]
+        print(f"| {title} | " + " | ".join(cells) + " |")
+    print("| peak RSS (GB) | " + " | ".join(f"{result['peak_rss_gb']:.2f}" for _, result in columns) + " |")
+    print("| clusters / outliers | " + " | ".join(f"{result['clusters']} / {result['outliers']}"
+                                                  for _, result in columns) + " |")
+
+
+def _ratio(value):
+    return f"{value:.2f}" if value is not None else "skipped"
 
 
 def main():
@@ -334,14 +462,16 @@ def main():
     parser.add_argument("--source", type=int, default=0, help="source images for ABMT's source term (0: none)")
     parser.add_argument("--source-weight", type=float, default=0.1, help="λ of the source term")
     parser.add_argument("--alpha", type=float, default=0.5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every process, both sides")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every process, all sides")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each timed step; the median is reported")
-    parser.add_argument("--gpu-knn", choices=("auto", "on", "off"), default="auto",
-                        help="also time our step with the kNN on the GPU (auto: when faiss sees one; on: even "
-                             "without, to exercise the CPU fallback)")
+    parser.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                        help="also time our step with the search on the GPU: torch on CUDA, faiss-gpu (auto: "
+                             "each when it sees a GPU; on: faiss's column even without one, to exercise its "
+                             "CPU fallback)")
+    parser.add_argument("--previous", type=pathlib.Path,
+                        help="an older checkout of this repository: the same step with its slr_refine")
     parser.add_argument("--skip-plain-hdbscan", action="store_true", help="skip the ~200 s plain HDBSCAN calls")
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--skip-abmt", action="store_true", help="skip our step with ABMT's Jaccard")
     parser.add_argument("--skip-refine", action="store_true", help="time the clustering only")
     parser.add_argument("--json", type=pathlib.Path, help="also write every number here")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
@@ -354,103 +484,165 @@ def main():
 
     from sklearn.metrics import adjusted_rand_score
 
+    if args.previous and not (args.previous / "slr_refine" / "__init__.py").is_file():
+        parser.error(f"--previous {args.previous}: no slr_refine package there")
     n_ids = args.ids or max(2, round(args.n / 17.2))
     reference_gb, available_gb = reference_peak_gb(args.n, args.dim, args.source), available_memory_gb()
     run_reference = not args.skip_reference and reference_gb < available_gb
-    run_gpu = args.gpu_knn == "on" or (args.gpu_knn == "auto" and gpu_visible())
     run_refine = not args.skip_refine
     run_plain = run_refine and not args.skip_plain_hdbscan
     threads, repeats = args.threads, args.repeats
-    print(f"N={args.n} D={args.dim} identities={n_ids} eps={args.eps} alpha={args.alpha} k1=30 k2=6 min_samples=4 "
-          f"source images={args.source} (λ {args.source_weight if args.source else 0}); "
-          f"{threads} thread(s) per process on both sides, median of {repeats} run(s)")
+    weight = args.source_weight if args.source else 0.0
+    print(f"N={args.n} D={args.dim} identities={n_ids} eps={args.eps} alpha={args.alpha} k1={K1} k2={K2} "
+          f"min_samples={MIN_SAMPLES} source images={args.source} (λ {weight}); "
+          f"{threads} thread(s) per process on every side, median of {repeats} run(s)")
     print(f"dense reference: ~{reference_gb:.1f} GB peak estimated, {available_gb:.1f} GB available: "
           f"{'runs' if run_reference else 'skipped'}")
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
+        devices = run_child("devices", work, threads) if args.gpu != "off" else {"torch_cuda": False, "faiss_gpus": 0}
+        backends = list(CPU_BACKENDS)
+        if devices["torch_cuda"]:
+            backends.append("torch_cuda")
+        elif args.gpu == "on":
+            print("torch CUDA search: skipped (torch sees no CUDA device)")
+        if devices["faiss_gpus"] or args.gpu == "on":
+            backends.append("faiss_gpu")
+        print(f"search backends: {', '.join(BACKENDS[backend] for backend in backends)}")
+
         truth = {}
         for tag, epoch in (("prev", 0), ("cur", 1)):
             features, truth[tag] = synthetic_features(args.n, args.dim, n_ids, epoch)
             np.save(work / f"features_{tag}.npy", features)
-        weight = args.source_weight if args.source else 0.0
         if args.source:  # other identities, drawn like the target's
             np.save(work / "features_source.npy", synthetic_features(args.source, args.dim, n_ids, 1, seed=1)[0])
         del features
         cluster = {"eps": args.eps, "source_weight": weight}
         if run_refine:
-            run_child("ours_cluster", work, threads, tag="prev", **cluster)
-        ours = run_median("ours_cluster", work, threads, repeats, tag="cur", **cluster)
-        gpu = run_median("ours_cluster", work, threads, repeats, tag="cur", use_gpu=True, **cluster) if run_gpu else None
-        abmt = (None if args.skip_abmt else
-                run_median("ours_cluster", work, threads, repeats, tag="cur", variant="abmt", **cluster))
+            run_child("ours_cluster", work, threads, tag="prev", backend="blas", variant="fastreid", **cluster)
+        ours = {backend: {variant: run_median("ours_cluster", work, threads, repeats, tag="cur", backend=backend,
+                                              variant=variant, **cluster) for variant in VARIANTS}
+                for backend in backends}
+        previous = None
+        if args.previous:
+            previous = {variant: run_median("previous_cluster", work, threads, repeats, tag="cur",
+                                            path=str(args.previous.resolve()), variant=variant, **cluster)
+                        for variant in VARIANTS}
         reference = reference_killed = None
         if run_reference:
             try:
                 reference = run_median("reference_cluster", work, threads, repeats, tag="cur", **cluster)
             except ChildKilled as exc:  # the estimate was short: say so, keep our numbers
                 reference_killed = str(exc)
-        refined = run_median("ours_refine", work, threads, repeats, alpha=args.alpha) if run_refine else None
+        refined = (run_median("ours_refine", work, threads, repeats, alpha=args.alpha, labels="ours_blas_fastreid")
+                   if run_refine else None)
         plain = run_child("plain_hdbscan", work, threads, seed=0) if run_plain else None
 
-        labels = {"ours_cur": np.load(work / "labels_ours_cur.npy")}
-        if gpu:
-            labels["gpu_cur"] = np.load(work / "labels_ours_gpu_cur.npy")
-        if abmt:
-            labels["abmt_cur"] = np.load(work / "labels_ours_abmt_cur.npy")
+        labels = {(backend, variant): np.load(work / f"labels_ours_{backend}_{variant}_cur.npy")
+                  for backend in backends for variant in VARIANTS}
+        if previous:
+            labels.update({("previous", variant): np.load(work / f"labels_previous_{variant}_cur.npy")
+                           for variant in VARIANTS})
+        if reference:
+            labels["reference"] = np.load(work / "labels_reference_cur.npy")
         if refined:
             labels["fast_hdbscan"] = np.load(work / "labels_fast_hdbscan.npy")
-        if reference:
-            labels["reference_cur"] = np.load(work / "labels_reference_cur.npy")
         if plain:
             labels["plain"] = np.load(work / "labels_plain_hdbscan.npy")
             labels["plain_permuted"] = np.load(work / "labels_plain_hdbscan_permuted.npy")
 
-    for result in (ours, gpu, reference, abmt):
-        if result:
-            result["total_s"] = result["jaccard_s"] + result["source_s"] + result["dbscan_s"]
-    print_table(ours, gpu, reference, abmt, with_source=bool(args.source))
-    speedup = reference["total_s"] / ours["total_s"] if reference else None
-    print(f"\npeak RSS, ours (Jaccard + DBSCAN process): {ours['peak_rss_gb']:.2f} GB "
-          f"(+{ours['rss_over_inputs_gb']:.2f} GB over interpreter + features); sparse nnz/row {ours['nnz_per_row']:.0f}")
-    if abmt:
-        print(f"ABMT's Jaccard (same k1, k2, eps, source term): peak RSS {abmt['peak_rss_gb']:.2f} GB; "
-              f"{abmt['clusters']} clusters / {abmt['outliers']} outliers against the fast-reid variant's "
-              f"{ours['clusters']} / {ours['outliers']}, ARI {adjusted_rand_score(labels['ours_cur'], labels['abmt_cur']):.4f}")
-    identical = gpu_identical = None
-    if gpu:
-        gpu_identical = bool(np.array_equal(labels["ours_cur"], labels["gpu_cur"]))
-        print(f"DBSCAN labels, GPU kNN vs CPU kNN identical: {gpu_identical} (ARI "
-              f"{adjusted_rand_score(labels['ours_cur'], labels['gpu_cur']):.4f})")
+    columns = [(f"ours {BACKENDS[backend]} {variant}", ours[backend][variant]) for backend in backends
+               for variant in VARIANTS]
+    older_api = previous and previous["fastreid"]["api"].endswith("(older)")
+    if previous:
+        columns += [(f"previous {variant}{' (a)' if older_api else ''}", previous[variant]) for variant in VARIANTS]
     if reference:
+        columns.append(("dense reference (b)", reference))
+    print_table(columns, with_source=bool(args.source))
+    if previous:
+        print(f"previous: slr_refine of {previous['fastreid']['engine']}, API {previous['fastreid']['api']}")
+    if older_api:
+        print("(a) its search row: its kNN (+ farthest) search timed alone, before its Jaccard call, which searches "
+              "again: its Jaccard (and source term) include their searches, its total leaves that row out")
+    if reference:
+        print("(b) fast-reid's variant: its Jaccard includes its faiss kNN; its source term is dense (N×M)")
+    for backend in backends[2:]:
+        print(f"ours {BACKENDS[backend]}: searched on {ours[backend]['fastreid']['search_device']}")
+
+    def same(a, b):
+        return bool(np.array_equal(labels[a], labels[b]))
+
+    def differ(a, b):
+        """How two labellings differ, when they do."""
+        return (f" ({int((labels[a] != labels[b]).sum())} labels differ, ARI "
+                f"{adjusted_rand_score(labels[a], labels[b]):.4f})" if not same(a, b) else "")
+
+    total = {(backend, variant): ours[backend][variant]["total_s"] for backend in backends for variant in VARIANTS}
+    abmt_over_fastreid = total["blas", "abmt"] / total["blas", "fastreid"]
+    print(f"\nabmt / fastreid (ours, blas, total) = {abmt_over_fastreid:.2f} (target: <= 1.2 at Market scale)")
+    over_blas = {backend: {variant: total[backend, variant] / total["blas", variant] for variant in VARIANTS}
+                 for backend in backends[1:]}
+    across = {backend: {variant: same((backend, variant), ("blas", variant)) for variant in VARIANTS}
+              for backend in backends[1:]}
+    for backend in backends[1:]:
+        print(f"{BACKENDS[backend]} / blas (total): " + ", ".join(
+            f"{variant} {over_blas[backend][variant]:.2f}" for variant in VARIANTS))
+    for backend in backends[1:]:
+        print(f"labels, {BACKENDS[backend]} search vs blas identical: " + ", ".join(
+            f"{variant} {across[backend][variant]}{differ((backend, variant), ('blas', variant))}"
+            for variant in VARIANTS))
+    identical_across = all(all(by_variant.values()) for by_variant in across.values())
+    print(f"labels identical across searches: {identical_across}")
+    over_ours = to_previous = identical_previous = None
+    if previous:
+        over_ours = {variant: previous[variant]["total_s"] / total["blas", variant] for variant in VARIANTS}
+        to_previous = {variant: same(("previous", variant), ("blas", variant)) for variant in VARIANTS}
+        identical_previous = all(to_previous.values())
+        print("previous / ours (blas, total): " + ", ".join(f"{variant} {over_ours[variant]:.2f}"
+                                                             for variant in VARIANTS))
+        print("labels, ours (blas) vs previous version identical: " + ", ".join(
+            f"{variant} {to_previous[variant]}{differ(('blas', variant), ('previous', variant))}"
+            for variant in VARIANTS))
+    print(f"ABMT's Jaccard vs fast-reid's (ours, blas, same k1, k2, eps, source term): ARI "
+          f"{adjusted_rand_score(labels['blas', 'fastreid'], labels['blas', 'abmt']):.4f}")
+
+    blas_fastreid = ours["blas"]["fastreid"]
+    speedup = identical_reference = None
+    if reference:
+        speedup = reference["total_s"] / blas_fastreid["total_s"]
+        identical_reference = same(("blas", "fastreid"), "reference")
+        print(f"\ndense reference / ours (blas, fastreid, total) = {speedup:.2f}")
         print(f"peak RSS, reference (fast-reid + dense sklearn, with torch): {reference['peak_rss_gb']:.2f} GB "
-              f"(+{reference['rss_over_inputs_gb']:.2f} GB over interpreter + features)")
-        identical = bool(np.array_equal(labels["ours_cur"], labels["reference_cur"]))
+              f"(+{reference['rss_over_inputs_gb']:.2f} GB over interpreter + features); ours (blas, fastreid) "
+              f"{blas_fastreid['peak_rss_gb']:.2f} GB (+{blas_fastreid['rss_over_inputs_gb']:.2f} GB), sparse "
+              f"nnz/row {blas_fastreid['nnz_per_row']:.0f}")
         print(f"Jaccard max |ours - reference| over all N² pairs: {reference['max_abs_diff']:.2e}")
-        print(f"DBSCAN labels identical: {identical} (ours {ours['clusters']} clusters / {ours['outliers']} outliers, "
-              f"reference {reference['clusters']} / {reference['outliers']}; ARI "
-              f"{adjusted_rand_score(labels['ours_cur'], labels['reference_cur']):.4f})")
+        print(f"labels, ours (blas, fastreid) vs reference identical: {identical_reference}"
+              f"{differ(('blas', 'fastreid'), 'reference')}")
     elif reference_killed:
-        print(f"reference: {reference_killed}; estimated peak ~{reference_gb:.1f} GB of {available_gb:.1f} GB available")
+        print(f"\nreference: {reference_killed}; estimated peak ~{reference_gb:.1f} GB of {available_gb:.1f} GB available")
     elif not args.skip_reference:
-        print(f"reference: skipped: its dense N×N matrices would peak at ~{reference_gb:.1f} GB (estimated), "
+        print(f"\nreference: skipped: its dense N×N matrices would peak at ~{reference_gb:.1f} GB (estimated), "
               f"more than the {available_gb:.1f} GB this machine had available")
     else:
-        print("reference: skipped (--skip-reference)")
+        print("\nreference: skipped (--skip-reference)")
     from slr_refine.quality import label_quality
 
-    quality = label_quality(labels["ours_cur"], truth["cur"])
-    print(f"DBSCAN vs truth: ARI {quality['ari']:.3f} (outliers as singletons), pair precision "
-          f"{quality['pair_precision']:.3f} / recall {quality['pair_recall']:.3f}, {quality['identities']} identities")
+    for variant in VARIANTS:
+        quality = label_quality(labels["blas", variant], truth["cur"])
+        print(f"DBSCAN ({variant}) vs truth: ARI {quality['ari']:.3f} (outliers as singletons), pair precision "
+              f"{quality['pair_precision']:.3f} / recall {quality['pair_recall']:.3f}, "
+              f"{quality['identities']} identities")
 
     share = None
     if refined:
         refine_s = refined["seconds_projection"] + refined["seconds_soft_labels"] + refined["seconds_harden"]
-        share = refine_s / ours["total_s"]
+        share = refine_s / blas_fastreid["total_s"]
         print(f"\n| SLR step (alpha={args.alpha}, HDBSCAN min size 7) | seconds |")
         print("|---|---|")
         for key in ("projection", "soft_labels", "harden"):
             print(f"| {key} | {refined['seconds_' + key]:.3f} |")
-        print(f"| total | {refine_s:.3f} ({share:.1%} of our Jaccard + DBSCAN) |")
+        print(f"| total | {refine_s:.3f} ({share:.1%} of our clustering step, blas, fastreid) |")
         print(f"clusters {refined['clusters_before']} -> {refined['clusters_after']}, outliers "
               f"{refined['outliers_before']} -> {refined['outliers_after']}, distinct soft-label rows "
               f"{refined['distinct_rows']} of {args.n}, peak RSS {refined['peak_rss_gb']:.2f} GB")
@@ -466,17 +658,28 @@ def main():
     elif run_refine:
         print("\nplain HDBSCAN comparison: skipped (--skip-plain-hdbscan)")
 
-    peak = max(result["peak_rss_gb"] for result in (ours, abmt, refined) if result)
+    peak = max([ours[backend][variant]["peak_rss_gb"] for backend in CPU_BACKENDS for variant in VARIANTS]
+               + ([refined["peak_rss_gb"]] if refined else []))
     if args.json:
         args.json.write_text(json.dumps({
-            "n": args.n, "dim": args.dim, "identities": n_ids, "threads": threads, "repeats": repeats,
-            "ours_cpu_knn": ours, "ours_gpu_knn": gpu, "ours_abmt_jaccard": abmt, "reference": reference,
-            "reference_peak_gb_estimated": reference_gb, "available_gb": available_gb, "refine": refined,
-            "plain_hdbscan": plain, "speedup_vs_reference": speedup, "labels_identical": identical,
-            "gpu_labels_identical": gpu_identical, "refine_share": share, "peak_rss_gb": peak}, indent=1))
-    print(f"speedup_vs_reference={f'{speedup:.2f}' if reference else 'skipped'} "
-          f"labels_identical={identical if reference else 'skipped'} "
-          f"gpu_labels_identical={gpu_identical if gpu else 'skipped'} "
+            "n": args.n, "dim": args.dim, "identities": n_ids, "eps": args.eps, "k1": K1, "k2": K2,
+            "min_samples": MIN_SAMPLES, "source": args.source, "source_weight": weight, "threads": threads,
+            "repeats": repeats, "devices": devices, "ours": ours, "previous": previous,
+            "previous_path": str(args.previous) if args.previous else None, "reference": reference,
+            "reference_killed": reference_killed, "reference_peak_gb_estimated": reference_gb,
+            "available_gb": available_gb, "refine": refined, "plain_hdbscan": plain,
+            "abmt_over_fastreid": abmt_over_fastreid, "over_blas": over_blas, "previous_over_ours": over_ours,
+            "speedup_vs_reference": speedup, "labels_identical_to_blas": across,
+            "labels_identical_across_searches": identical_across, "labels_identical_to_previous_by_variant": to_previous,
+            "labels_identical_to_previous": identical_previous, "labels_identical_to_reference": identical_reference,
+            "refine_share": share, "peak_rss_gb": peak}, indent=1))
+    print(f"abmt_over_fastreid={abmt_over_fastreid:.2f} faiss_over_blas={over_blas['faiss']['abmt']:.2f} "
+          f"previous_over_ours_fastreid={_ratio(over_ours and over_ours['fastreid'])} "
+          f"previous_over_ours_abmt={_ratio(over_ours and over_ours['abmt'])} "
+          f"labels_identical_across_searches={identical_across} "
+          f"labels_identical_to_previous={identical_previous if previous else 'skipped'} "
+          f"speedup_vs_reference={_ratio(speedup)} "
+          f"labels_identical_to_reference={identical_reference if reference else 'skipped'} "
           f"refine_share={f'{share:.4f}' if refined else 'skipped'} peak_rss_gb={peak:.2f}")
 
 

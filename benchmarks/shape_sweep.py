@@ -30,6 +30,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from fastreid_slr.engine.records import EPOCHS_FILE, RunRecord
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
 P = "DATASETS.PROCEDURAL."
@@ -169,10 +171,8 @@ def read_run(job: Job):
         return None
     with open(os.path.join(job.run_dir, "final_results.json")) as f:
         result = {"mAP": json.load(f)["mAP"]}
-    epochs_path = os.path.join(job.run_dir, "slr_epochs.jsonl")
-    if os.path.isfile(epochs_path):
-        with open(epochs_path) as f:
-            epochs = [r for r in map(json.loads, f) if "clusters_before" in r]
+    if os.path.isfile(os.path.join(job.run_dir, EPOCHS_FILE)):
+        epochs = RunRecord.read(job.run_dir).pseudo_labels()
         if epochs:
             result.update({k: epochs[-1].get(k) for k in QUALITY})
     return result

@@ -15,7 +15,7 @@ compat.apply_all()
 from . import modeling  # noqa: E402,F401  (registers the SLR meta-architecture and dual backbone)
 from .config import add_slr_config  # noqa: E402
 from .data import datasets  # noqa: E402,F401  (registers PersonX and MSMT17TrainVal)
-from .faiss_install import faiss_build  # noqa: E402
+from .installed_faiss import faiss_build  # noqa: E402
 
 __all__ = ["add_slr_config", "compat", "faiss_build"]
 __version__ = "0.1.0"

@@ -94,9 +94,11 @@ def add_slr_config(cfg):
     # teacher with BN statistics of that camera alone: two passes per clustering), "centre" /
     # "standardize" (each camera's mean / mean and spread removed from the embedding).
     _C.SLR.CLUSTER.CAMERA_AWARE = "none"
-    # With MODEL.DEVICE cuda and faiss-gpu installed, the kNN runs on the rank's GPU (an exact flat
-    # index; the CPU one when faiss has no GPU or the GPU search fails).
-    _C.SLR.CLUSTER.USE_GPU = True
+    # Where the exact neighbour search of the clustering distance runs (every backend gives the same
+    # neighbours): "auto" (torch on a CUDA MODEL.DEVICE, BLAS blocks on the CPU), "blas", "torch"
+    # (float32 products on the run's device; the CPU after an out-of-memory, with a warning), "faiss"
+    # (flat indexes; on the GPU with faiss-gpu).
+    _C.SLR.CLUSTER.SEARCH = "auto"
 
     _C.SLR.REFINE = CN()
     # False = the ABMT baseline: train on the clustering labels as they are (Table 3, first row).
@@ -145,6 +147,14 @@ def add_slr_config(cfg):
     _C.SLR.SOURCE.ITERS_PER_EPOCH = 200
     # > 0: stage 1 tests the source every N epochs; stage 2 adapts from the best mAP (ABMT: --eval-step 40).
     _C.SLR.SOURCE.EVAL_PERIOD = 40
+
+    _C.SLR.IMAGE_CACHE = CN()
+    # Memory for the test-time images of the sets every epoch passes over (target and source train
+    # sets, then the test sets), decoded once and kept as uint8 (3·H·W bytes an image: Market's
+    # 12,936 at 256x128 take 1.3 GB). -1: half of the available memory (the GPU's when the cache
+    # fits there, else the host's), split between a machine's ranks; 0: no cache (every pass reads
+    # the files); > 0: that many GB. The log names what was kept, and where.
+    _C.SLR.IMAGE_CACHE.BUDGET_GB = -1
 
     _C.SLR.CHECKPOINT = CN()
     # Per-epoch checkpoints kept in each stage's folder, newest first (0: all of them, fast-reid's

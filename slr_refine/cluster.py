@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
-from .distance import JACCARD_ABSENT, AbsentPairs
+from .sparse import JACCARD_ABSENT, AbsentPairs
 from .hierarchy import hdbscan_labels_from_spanning_tree
 
 __all__ = ["eps_from_rho", "cluster_dbscan", "cluster_hdbscan"]

@@ -10,32 +10,34 @@ its combined distance is at least 1-λ, above any eps in use (ABMT's per-epoch e
 the smallest 0.2 % of the distances); the stored pattern does not change, and ``AbsentPairs``
 describes the pairs it leaves out (``cluster_dbscan`` refuses an eps that reaches them).
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 
-from .distance import AbsentPairs, normalize_features, search
+from .search import NeighbourSearch, normalize_features, search_neighbours
+from .sparse import AbsentPairs
 
-__all__ = ["add_source_term", "source_distances"]
+__all__ = ["add_source_term", "source_distances", "source_term_of"]
 
 
-def source_distances(target: np.ndarray, source: np.ndarray, use_gpu: bool = False, chunk_size: int = 4096,
-                     gpu_device: int = 0) -> Tuple[np.ndarray, float]:
-    """``(d_s, scale)``: d_s (N,) float32 in [0, 1] as in the module docstring, over L2-normalised
-    features, and ``scale`` = the largest ``1 - exp(-min_s ||t - s||²)`` that d_s was divided by.
-
-    An exact nearest-neighbour search (``distance.search``, on the GPU when asked), ``chunk_size``
-    target rows at a time: memory O(N + M), never N × M.
-    """
-    target, source = normalize_features(target), normalize_features(source)
-    if len(source) == 0:
-        raise ValueError("the source term needs at least one source feature")
-    nearest = search(source, target, 1, use_gpu, chunk_size, gpu_device)[0][:, 0]
-    # faiss computes ||t||² + ||s||² - 2 t·s, which can dip below 0 for a duplicate
-    distance = -np.expm1(-np.maximum(nearest.astype(np.float64), 0.0))
+def source_term_of(nearest_squared: np.ndarray) -> Tuple[np.ndarray, float]:
+    """``(d_s, scale)`` from each target image's squared distance to its nearest source image
+    (``search_neighbours(..., others=source).nearest_other``): d_s (N,) float32 in [0, 1] as in the
+    module docstring, and ``scale`` = the largest ``1 - exp(-min_s ||t - s||²)`` that d_s was divided by."""
+    distance = -np.expm1(-np.maximum(np.asarray(nearest_squared, dtype=np.float64), 0.0))
     scale = float(distance.max(initial=0.0))
     return (distance / scale if scale > 0 else distance).astype(np.float32), scale
+
+
+def source_distances(target: np.ndarray, source: np.ndarray,
+                     backend: Optional[NeighbourSearch] = None) -> Tuple[np.ndarray, float]:
+    """``source_term_of`` the L2-normalised ``target`` and ``source`` features: an exact search of
+    each target row's nearest source row (``search.search_neighbours``), memory O(N + M), never N × M."""
+    if len(source) == 0:
+        raise ValueError("the source term needs at least one source feature")
+    found = search_neighbours(normalize_features(target), 0, others=normalize_features(source), backend=backend)
+    return source_term_of(found.nearest_other)
 
 
 def add_source_term(jaccard: sp.csr_matrix, source_term: np.ndarray,

@@ -12,7 +12,8 @@ from torch import nn
 from fastreid.data.transforms import build_transforms
 from fastreid_slr.engine import SLRTrainer, check_adaptation_config, ensure_source_weights
 from fastreid_slr.engine.camera_bn import camera_indices, extract_features_per_camera_bn
-from fastreid_slr.engine.features import build_feature_loader, extract_features
+from fastreid_slr.data.loaders import build_feature_loader
+from fastreid_slr.engine.features import extract_features
 from slr_refine import camera_normalized
 from tiny import tiny_baseline_cfg, tiny_slr_cfg
 
@@ -103,7 +104,10 @@ def test_per_camera_bn_removes_a_cameras_light_and_leaves_the_model_as_it_was(tm
     model.net[1].running_mean.fill_(0.3)  # statistics from "training", which the call must not touch
     before = copy.deepcopy(model.state_dict())
 
-    aware = extract_features_per_camera_bn(model, items, transforms, batch_size=5, num_workers=0)
+    seconds = {}
+    aware = extract_features_per_camera_bn(
+        model, cameras, lambda rows: build_feature_loader([items[i] for i in rows], transforms, 5), seconds)
+    assert sorted(seconds) == ["camera_0", "camera_1"]
     blind = extract_features(model, build_feature_loader(items, transforms, 5), len(items))
     # the same scene in both cameras: identical with each camera's own statistics, not without them
     np.testing.assert_allclose(aware[cameras == 0], aware[cameras == 1], atol=1e-4)

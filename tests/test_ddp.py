@@ -64,6 +64,9 @@ def _recording_main(args):
             state = {"rank": comm.get_rank(), "world_size": comm.get_world_size(), "epochs": epochs,
                      "labels": hook.labels.tolist(), "num_classes": int(model.num_classes),
                      "refiner": hook.labeler.state_dict(),
+                     "cached": {name: [d.shard.start, d.shard.stop, int(d.images.shape[0])]
+                                for name, d in self.image_cache.decoded.items()},
+                     "target_images": len(self.target_items),
                      "parameters": _digest(model.named_parameters()),
                      "buffers": _digest((n, b) for n, b in model.named_buffers() if b.is_floating_point())}
             with open(os.path.join(os.environ[DUMP_ENV], f"rank{comm.get_rank()}.json"), "w") as f:
@@ -135,6 +138,11 @@ def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, 
     assert zero["refiner"] == one["refiner"] and zero["refiner"]["steps"] == 2
     assert zero["parameters"] == one["parameters"]  # DDP kept student and teacher weights in sync
     assert zero["buffers"] == one["buffers"]  # every rank took rank 0's BN statistics at epoch end
+    # Each rank decoded and kept its own shard of each set, which together are the whole set once.
+    assert set(zero["cached"]) == set(one["cached"]) >= {"target", "source"}
+    target = zero["target_images"]
+    assert zero["cached"]["target"] == [0, one["cached"]["target"][0], one["cached"]["target"][0]]
+    assert one["cached"]["target"][1] == target and 0 < one["cached"]["target"][0] < target
 
     # Only rank 0 wrote; its checkpoint holds the labels every rank trained on.
     checkpoint = torch.load(output_dir / "model_final.pth", map_location="cpu", weights_only=True)

@@ -1,13 +1,14 @@
 """Sparse k-reciprocal Jaccard distance, both variants, against dense brute-force transcriptions of
-their definitions and against fast-reid's own dense implementation."""
+their definitions and against fast-reid's own dense implementation; the clustering distance's one
+search against the Jaccard and source term taken apart."""
 import numpy as np
 import pytest
 import torch
 
 import fastreid_slr  # noqa: F401  (fast-reid compat patches before fastreid is used)
 from fastreid.utils.compute_dist import compute_jaccard_distance
-from slr_refine import jaccard_distance, knn, normalize_features, to_dense_distance
-from slr_refine.distance import farthest_squared_distances
+from slr_refine import (add_source_term, clustering_distance, jaccard_distance, normalize_features, source_distances,
+                        to_dense_distance)
 
 
 def clustered_features(seed, n, dim, n_ids, noise):
@@ -95,18 +96,26 @@ def test_the_variants_differ_on_the_same_data():
     assert np.abs(abmt - fastreid).max() > 0.05
 
 
-def test_farthest_squared_distances_is_each_rows_largest_distance():
-    x = normalize_features(clustered_features(5, 400, 8, 10, 1.0))
-    squared = ((x[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
-    np.testing.assert_allclose(farthest_squared_distances(x, chunk_size=64), squared.max(axis=1), rtol=1e-6)
-
-
-def test_bad_variant_and_unnormalised_abmt_are_refused():
+def test_bad_variant_is_refused():
     features = clustered_features(6, 50, 4, 5, 1.0)
     with pytest.raises(ValueError, match="one of .*'fastreid', 'abmt'.*got 'spcl'"):
         jaccard_distance(features, variant="spcl")
-    with pytest.raises(ValueError, match="normalize=True"):
-        jaccard_distance(features, variant="abmt", normalize=False)
+
+
+@pytest.mark.parametrize("variant", ["fastreid", "abmt"])
+def test_clustering_distance_is_jaccard_plus_source_term_from_one_search(variant):
+    """The one-pass composition gives the bits of the two terms computed by their own searches."""
+    target = clustered_features(7, 300, 16, 20, 0.8)
+    source = clustered_features(8, 200, 16, 15, 0.8)
+    alone = clustering_distance(target, k1=20, k2=6, variant=variant)
+    jaccard = jaccard_distance(target, k1=20, k2=6, variant=variant)
+    np.testing.assert_array_equal(to_dense_distance(alone.dist, alone.absent), to_dense_distance(jaccard))
+    combined = clustering_distance(target, k1=20, k2=6, variant=variant, source=source, source_weight=0.1)
+    expected, absent = add_source_term(jaccard, source_distances(target, source)[0], 0.1)
+    np.testing.assert_array_equal(to_dense_distance(combined.dist, combined.absent), to_dense_distance(expected, absent))
+    assert set(combined.seconds) == {"search", "jaccard", "source_term"}
+    with pytest.raises(ValueError, match="pass the source features"):
+        clustering_distance(target, source_weight=0.1)
 
 
 @pytest.mark.parametrize(
@@ -138,15 +147,6 @@ def test_sparse_convention_symmetric_sorted_with_explicit_zero_diagonal():
     assert all(diagonal_stored), "the zero diagonal must be stored, not implied"
     assert np.all((dist.data >= 0) & (dist.data < 1))
     assert dist.nnz < 0.2 * 800 * 800, "sparse: far from every pair stored"
-
-
-def test_knn_is_exact_and_chunking_does_not_change_it():
-    features = normalize_features(clustered_features(4, 700, 12, 40, 1.0))
-    ranks = knn(features, 10, chunk_size=4096)
-    np.testing.assert_array_equal(knn(features, 10, chunk_size=128), ranks)
-    squared = ((features[:, None, :] - features[None, :, :]) ** 2).sum(-1)
-    brute = np.sort(squared, axis=1)[:, :10]
-    np.testing.assert_allclose(np.take_along_axis(squared, ranks, axis=1), brute, atol=1e-5)
 
 
 def test_normalize_features_matches_torch():

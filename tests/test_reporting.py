@@ -7,13 +7,14 @@ import logging
 import os
 import types
 
-from fastreid_slr.engine.hooks import BEST_BY_TARGET_LABELS, PseudoLabelHook
+from fastreid_slr.engine.hooks import EpochRecordHook, PseudoLabelHook
+from fastreid_slr.engine.records import BEST_BY_TARGET_LABELS, RunRecord
 from tiny import REPO
 
 
 def _hook(tmp_path, max_epoch=5):
-    hook = PseudoLabelHook(labeler=None, num_items=10, record_path=str(tmp_path / "slr_epochs.jsonl"))
-    hook.trainer = types.SimpleNamespace(epoch=0, max_epoch=max_epoch, results=None)
+    hook = EpochRecordHook(PseudoLabelHook(labeler=None, num_items=10), str(tmp_path / "slr_epochs.jsonl"))
+    hook.trainer = types.SimpleNamespace(epoch=0, max_epoch=max_epoch, results=None, epoch_seconds={})
     hook.trainer.last_evaluation = lambda: hook.trainer.results
     return hook
 
@@ -60,6 +61,32 @@ def test_off_period_last_evaluation_counts_and_a_failed_training_writes_no_best(
     assert not any(BEST_BY_TARGET_LABELS in r for r in _records(tmp_path / "failed"))
 
 
+def test_each_epoch_records_where_its_time_went_and_the_run_ends_with_the_shares(tmp_path, caplog):
+    hook = _hook(tmp_path, max_epoch=2)
+    hook.before_train()
+    for epoch in range(2):
+        hook.trainer.epoch = epoch
+        hook.pseudo_label_hook.epoch_stats = {
+            "clusters_before": 5 + epoch, "seconds_search": 1.0, "seconds_jaccard": 2.0, "seconds_source_term": 0.5,
+            "seconds_cluster": 0.25, "seconds_projection": 0.125, "seconds_soft_labels": 0.125, "seconds_harden": 0.25}
+        hook.trainer.epoch_seconds.update({"features_target": 3.0, "features_target/camera_0": 1.5, "evaluation": 4.0})
+        hook.before_step()
+        hook.after_step()
+        hook.after_epoch()
+        assert hook.trainer.epoch_seconds == {}, "each epoch starts its own account"
+    with caplog.at_level(logging.INFO, logger="fastreid_slr.engine.hooks"):
+        hook.after_train()
+    record = RunRecord.read(str(tmp_path))
+    assert [r["clusters_before"] for r in record.pseudo_labels()] == [5, 6]
+    seconds = record.seconds()[1]
+    assert seconds["refine"] == 0.5 and seconds["search"] == 1.0 and seconds["features_target/camera_0"] == 1.5
+    assert 0 <= seconds["train"] < 1
+    shares = record.time_shares()
+    assert list(shares)[:3] == ["features_target", "search", "jaccard"] and "features_target/camera_0" not in shares
+    assert shares["features_target"] == 6.0 and shares["evaluation"] == 8.0
+    assert "Where the 2 epochs'" in caplog.text and "features_target 6s" in caplog.text
+
+
 def _demo_module():
     spec = importlib.util.spec_from_file_location("demo_for_test", os.path.join(REPO, "tools", "demo.py"))
     demo = importlib.util.module_from_spec(spec)
@@ -69,12 +96,12 @@ def _demo_module():
 
 def test_demo_summary_keeps_the_last_epoch_and_adds_the_labelled_best(tmp_path):
     demo = _demo_module()
-    assert demo.BEST_BY_TARGET_LABELS == BEST_BY_TARGET_LABELS
     run = tmp_path / "slr"
     run.mkdir()
     (run / "final_results.json").write_text(json.dumps({"mAP": 55.0, "Rank-1": 75.0}))
-    lines = [{"epoch": 0, "clusters_before": 9, "pair_precision": 0.3, "pair_recall": 0.5, "ari": 0.4},
-             {"epoch": 0, "eval": {"mAP": 60.0}}, {BEST_BY_TARGET_LABELS: {"epoch": 0, "mAP": 60.0, "Rank-1": 80.0}}]
+    lines = [{"epoch": 0, "pseudo_labels": {"clusters_before": 9, "pair_precision": 0.3, "pair_recall": 0.5,
+                                            "ari": 0.4}, "eval": {"mAP": 60.0}},
+             {BEST_BY_TARGET_LABELS: {"epoch": 0, "mAP": 60.0, "Rank-1": 80.0}}]
     (run / "slr_epochs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     source = tmp_path / "source"
     source.mkdir()

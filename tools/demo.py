@@ -20,10 +20,11 @@ import time
 
 from tabulate import tabulate
 
+from fastreid_slr.engine.records import BEST_BY_TARGET_LABELS, RunRecord
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
 PROGRESS_EVERY_S = 30
-BEST_BY_TARGET_LABELS = "best_eval_chosen_with_target_labels"  # the pseudo-label hook's record
 
 
 class Run:
@@ -86,24 +87,15 @@ def results(run_dir):
         return json.load(f)
 
 
-def records(run_dir):
-    with open(os.path.join(run_dir, "slr_epochs.jsonl")) as f:
-        return list(map(json.loads, f))
-
-
-def epochs(run_dir):
-    return [r for r in records(run_dir) if "clusters_before" in r]
-
-
 def row(name, run_dir, seconds, trained):
     """One line of the table: target accuracy (last epoch), and for a stage-2 run its last
     pseudo-labels and its best evaluated epoch, chosen with the target's labels."""
     final = results(run_dir)
-    last = epochs(run_dir)[-1] if trained else {}
-    best = [r[BEST_BY_TARGET_LABELS] for r in records(run_dir) if BEST_BY_TARGET_LABELS in r] if trained else []
+    record = RunRecord.read(run_dir) if trained else None
+    last = record.pseudo_labels()[-1] if trained else {}
     return {"method": name, "mAP": final["mAP"], "Rank-1": final["Rank-1"],
             **{key: last.get(key) for key in ("pair_precision", "pair_recall", "ari")}, "wall_s": seconds,
-            BEST_BY_TARGET_LABELS: best[-1] if best else None}
+            BEST_BY_TARGET_LABELS: record.best_evaluated if trained else None}
 
 
 def main():
@@ -147,7 +139,7 @@ def main():
         print(f"\nPseudo-labels per epoch, {name}:")
         print(tabulate([[r["epoch"], int(r["clusters_before"]), int(r["clusters_after"]), int(r["identities"]),
                          r["outlier_fraction"], r["ari"], r["pair_precision"], r["pair_recall"]]
-                        for r in epochs(run.run_dir)],
+                        for r in RunRecord.read(run.run_dir).pseudo_labels()],
                        headers=["epoch", "DBSCAN", "trained on", "true ids", "outliers", "ARI", "pair P", "pair R"],
                        floatfmt=".3f", tablefmt="github"))
 

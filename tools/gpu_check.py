@@ -9,8 +9,8 @@ batch 16, ImageNet weights off: ``PRETRAIN False``) onto the procedural data, wi
 - step time: SLR training steps against fast-reid's ``Baseline`` with the same backbone depth,
   input and batch, in the same process; also with the cuDNN settings ``SEED`` turns on;
 - teacher features: images/s of the feature extraction that precedes every clustering;
-- pseudo-labels: ``benchmarks/pseudo_labels.py`` at Market scale and the teacher's 4096-d, kNN on
-  the GPU against the CPU (the labels must be identical);
+- pseudo-labels: the clustering step at Market scale and the teacher's 4096-d, its exact search
+  with torch on the GPU (and faiss-gpu when installed) against the CPU's (identical labels);
 - AMP: one stage-2 epoch with ``SOLVER.AMP.ENABLED True``;
 - repeatability: two seeded runs of the same steps, compared bit for bit;
 - DDP: with two or more GPUs, ``tools/train_net.py``'s main through ``--num-gpus 2`` (NCCL); every
@@ -56,7 +56,10 @@ from fastreid.utils.env import seed_all_rng
 from fastreid.utils.events import EventStorage
 from fastreid_slr import faiss_build
 from fastreid_slr.engine import SLRTrainer, ensure_source_weights
+from fastreid_slr.engine.records import RunRecord
+from fastreid_slr.neighbour_search import TorchSearch
 from fastreid_slr.utils import unwrap
+from slr_refine import BlasSearch, FaissSearch, cluster_dbscan, clustering_distance, eps_from_rho
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "SLR", "d2m.yml")
@@ -97,9 +100,6 @@ TINY_OPTS = {
 # bfloat16 units is far slower than float32: README "CPU runs").
 FULL_STEPS = {"step_time": (5, 50), "features": (2, 10), "repeat": 10, "amp": 20}
 TINY_STEPS = {"step_time": (1, 3), "features": (1, 2), "repeat": 2, "amp": 1}
-# benchmarks/pseudo_labels.py arguments.
-FULL_PSEUDO = ["--n", "12936", "--dim", "4096", "--repeats", "1"]
-TINY_PSEUDO = ["--n", "1200", "--dim", "64", "--repeats", "1", "--threads", "1"]
 
 
 def opts_list(opts: dict) -> list:
@@ -282,8 +282,7 @@ class Check:
             self.trainer.resume_or_load(resume=False)
             results = self.trainer.train()
             stage2_s = time.perf_counter() - start
-        with open(os.path.join(stage2.OUTPUT_DIR, "slr_epochs.jsonl")) as f:
-            epochs = [json.loads(line) for line in f if '"clusters_after"' in line]
+        epochs = RunRecord.read(stage2.OUTPUT_DIR).pseudo_labels()
         return {"stage1_s": stage1_s, "stage2_s": stage2_s, "stage2_epochs": len(epochs),
                 "clusters_per_epoch": [e["clusters_after"] for e in epochs], "target_mAP": float(results["mAP"]),
                 "stage2_s_per_iter": median_step_s(self.trainer),
@@ -343,26 +342,34 @@ class Check:
                 "end_to_end_images_per_s": len(features) / end_to_end_s,
                 "model_only_images_per_s": timed * len(images) / model_s, "peak_gpu_memory_gb": memory.peak_gb}
 
-    # ------------------------------------------------------------------ pseudo-labels: GPU kNN vs CPU kNN
+    # ------------------------------------------------------------------ pseudo-labels: the search on each backend
     def pseudo_labels(self) -> dict:
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()  # the benchmark's faiss GPU index allocates outside torch
-        out = os.path.join(self.output, "pseudo_labels.json")
-        command = [sys.executable, os.path.join(REPO, "benchmarks", "pseudo_labels.py"),
-                   *(FULL_PSEUDO if self.full else TINY_PSEUDO), "--gpu-knn", "on", "--skip-reference",
-                   "--skip-refine", "--json", out]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"benchmarks/pseudo_labels.py failed: {done.stderr[-2000:]}")
-        with open(out) as f:
-            bench = json.load(f)
-        cpu, gpu = bench["ours_cpu_knn"], bench["ours_gpu_knn"]
-        return {"n": bench["n"], "dim": bench["dim"], "threads": bench["threads"],
-                "cpu_knn_s": cpu["knn_s"], "gpu_knn_s": gpu["knn_s"],
-                "cpu_jaccard_dbscan_s": cpu["jaccard_s"] + cpu["dbscan_s"],
-                "gpu_jaccard_dbscan_s": gpu["jaccard_s"] + gpu["dbscan_s"],
-                "gpu_knn_device": gpu["knn_device"], "labels_identical": bench["gpu_labels_identical"],
-                "ok": bool(bench["gpu_labels_identical"])}
+        """The clustering step (ABMT's distance with its source term, DBSCAN) at Market scale on each
+        search backend this machine has: torch on the GPU, faiss-gpu when installed, against the CPU's
+        BLAS blocks (the tiny mode: torch and faiss on the CPU). The labels must be identical."""
+        n, dim, sources = (12936, 4096, 16522) if self.full else (1200, 64, 600)
+        rng = np.random.default_rng(0)
+        centres = rng.normal(size=(n // 17, dim))
+        target = (centres[rng.integers(0, len(centres), n)] + 0.9 * rng.normal(size=(n, dim))).astype(np.float32)
+        source = (centres[rng.integers(0, len(centres), sources)] + rng.normal(size=(sources, dim))).astype(np.float32)
+        backends = {"blas": BlasSearch(), "torch": TorchSearch(self.device)}
+        if self.device.type != "cuda":
+            backends["faiss"] = FaissSearch()
+        elif faiss_build().gpus:
+            backends["faiss-gpu"] = FaissSearch(torch.cuda.current_device())
+        result, labels = {"n": n, "dim": dim, "sources": sources}, {}
+        for name, backend in backends.items():
+            clustering_distance(target[:200], 20, 6, "abmt", source[:50], 0.1, backend)  # compile, CUDA context
+            start = time.perf_counter()
+            distance = clustering_distance(target, 20, 6, "abmt", source, 0.1, backend)
+            labels[name] = cluster_dbscan(distance.dist, eps_from_rho(distance.dist, 0.002, distance.absent), 4,
+                                          distance.absent)
+            result[name] = {**{f"{part}_s": s for part, s in distance.seconds.items()},
+                            "total_s": time.perf_counter() - start, "clusters": int(labels[name].max()) + 1}
+        result["backends"] = list(backends)
+        result["labels_identical"] = all(np.array_equal(labels["blas"], other) for other in labels.values())
+        result["ok"] = result["labels_identical"]
+        return result
 
     # ------------------------------------------------------------------ AMP
     def amp(self) -> dict:
@@ -513,10 +520,12 @@ def table(report) -> str:
         ("features", f"teacher, {get('features', 'images')} images, {get('features', 'dim')}-d",
          f"{get('features', 'end_to_end_images_per_s', ' img/s')} with the loader, "
          f"{get('features', 'model_only_images_per_s', ' img/s')} model only"),
-        ("pseudo_labels", f"N={get('pseudo_labels', 'n')}, D={get('pseudo_labels', 'dim')}",
-         f"kNN CPU {get('pseudo_labels', 'cpu_knn_s', ' s')} vs {get('pseudo_labels', 'gpu_knn_s', ' s')} on "
-         f"{get('pseudo_labels', 'gpu_knn_device')}; Jaccard + DBSCAN {get('pseudo_labels', 'cpu_jaccard_dbscan_s', ' s')} "
-         f"vs {get('pseudo_labels', 'gpu_jaccard_dbscan_s', ' s')}; labels identical {get('pseudo_labels', 'labels_identical')}"),
+        ("pseudo_labels", f"N={get('pseudo_labels', 'n')}, D={get('pseudo_labels', 'dim')}, "
+                          f"{get('pseudo_labels', 'sources')} source images",
+         "; ".join(f"{name}: search {_fmt(parts['pseudo_labels'][name]['search_s'], ' s')}, step "
+                   f"{_fmt(parts['pseudo_labels'][name]['total_s'], ' s')}"
+                   for name in parts.get("pseudo_labels", {}).get("backends", []))
+         + f"; labels identical {get('pseudo_labels', 'labels_identical')}"),
         ("amp", "one stage-2 epoch, SOLVER.AMP.ENABLED",
          f"{get('amp', 'iterations')} iterations, losses finite {get('amp', 'losses_finite')}, "
          f"{get('amp', 's_per_iter', ' s')} per iteration"),

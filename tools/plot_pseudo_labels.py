@@ -4,7 +4,7 @@
     python tools/plot_pseudo_labels.py output/demo/slr output/demo/abmt --level "source only" output/demo/source \\
         --level AdaBN output/demo/adabn -o output/demo/pseudo_labels.png
 
-Reads each run's ``slr_epochs.jsonl`` (written by the pseudo-label hook): clusters before and after
+Reads each run's ``slr_epochs.jsonl`` (``fastreid_slr.engine.records``): clusters before and after
 refinement, label quality against the true identities when the dataset knows them, and the
 evaluation of each evaluated epoch.
 """
@@ -15,28 +15,17 @@ import os
 
 import matplotlib
 
+from fastreid_slr.engine.records import RunRecord
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-
-def read_run(run_dir):
-    """(pseudo-label records, evaluation records) of one run, by epoch."""
-    records = []
-    with open(os.path.join(run_dir, "slr_epochs.jsonl")) as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # a line cut short by a killed run; a resumed epoch re-records it
-    pseudo = {r["epoch"]: r for r in records if "clusters_before" in r}
-    evals = {r["epoch"]: r["eval"] for r in records if "eval" in r}
-    return [pseudo[e] for e in sorted(pseudo)], [(e, evals[e]) for e in sorted(evals)]
 
 
 def plot(run_dirs, labels, output, levels=()):
     fig, (ax_clusters, ax_quality, ax_map) = plt.subplots(1, 3, figsize=(15, 4.2))
     for run_dir, label in zip(run_dirs, labels):
-        pseudo, evals = read_run(run_dir)
+        record = RunRecord.read(run_dir)
+        pseudo, evals = record.pseudo_labels(), list(record.evaluations().items())
         epochs = [r["epoch"] for r in pseudo]
         line, = ax_clusters.plot(epochs, [r["clusters_after"] for r in pseudo], "o-", label=f"{label}: trained on")
         ax_clusters.plot(epochs, [r["clusters_before"] for r in pseudo], "x--", color=line.get_color(),

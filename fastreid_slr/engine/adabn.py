@@ -13,8 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from fastreid.data.transforms import build_transforms
 from fastreid.utils import comm
 
-from ..data.loaders import load_train_items
-from .features import build_feature_loader
+from ..data.loaders import build_feature_loader, load_train_items, shutdown
 
 logger = logging.getLogger("fastreid_slr")
 
@@ -29,13 +28,15 @@ def target_train_loader(cfg):
 
 
 @torch.no_grad()
-def reestimate_batch_norm(model: torch.nn.Module, loader) -> int:
+def reestimate_batch_norm(model: torch.nn.Module, batches) -> int:
     """Replace the running statistics of the BN layers that ``model``'s eval forward uses by their
-    average over one pass of ``loader``; returns the number of images seen (on this rank).
+    average over one pass of ``batches`` (a loader, or the image cache's batches); returns the
+    number of images seen (on this rank).
 
     The model stays in eval mode and only its BN layers see batches in train mode, so any
     meta-architecture works (SLR's eval forward is its teacher: the student's layers keep theirs).
-    Under DDP each rank sees a shard; the statistics are averaged over ranks.
+    Under DDP each rank sees its share (possibly none); the statistics are the average over every
+    rank's batches, as if one process had seen them all.
     """
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in norms]
@@ -46,20 +47,32 @@ def reestimate_batch_norm(model: torch.nn.Module, loader) -> int:
         m.train()
     seen = 0
     try:
-        for batch in loader:
+        for batch in batches:
             model(batch)
             seen += len(batch["images"])
     finally:
-        for m, (momentum, state) in zip(norms, saved):
+        for m, (momentum, _) in zip(norms, saved):
             m.momentum = momentum
             m.eval()
-            if int(m.num_batches_tracked) == 0:  # not on the eval path: keep what it had
-                m.load_state_dict(state)
+        shutdown(batches)
     if comm.get_world_size() > 1:
-        for m in (m for m in norms if int(m.num_batches_tracked) > 0):
-            for stats in (m.running_mean, m.running_var):
-                dist.all_reduce(stats)
-                stats /= comm.get_world_size()
+        _average_over_ranks(norms)
+    for m, (_, state) in zip(norms, saved):
+        if int(m.num_batches_tracked) == 0:  # not on the eval path: keep what it had
+            m.load_state_dict(state)
     logger.info(f"AdaBN: BN statistics re-estimated on {seen} target training images"
-                + (f" (this rank's shard of {comm.get_world_size()})" if comm.get_world_size() > 1 else ""))
+                + (f" (this rank's share; {comm.get_world_size()} ranks)" if comm.get_world_size() > 1 else ""))
     return seen
+
+
+def _average_over_ranks(norms) -> None:
+    """Every rank's cumulative averages merged, weighted by its batches; every rank takes part for
+    every layer, whatever it saw (a collective per layer, in the same order everywhere)."""
+    for m in norms:
+        batches = m.num_batches_tracked.to(m.running_mean.device, torch.float64).reshape(1)
+        dist.all_reduce(batches)
+        for stats in (m.running_mean, m.running_var):
+            stats.mul_(float(m.num_batches_tracked))
+            dist.all_reduce(stats)
+            stats.div_(max(float(batches), 1.0))
+        m.num_batches_tracked.fill_(int(batches))

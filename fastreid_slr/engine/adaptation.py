@@ -6,6 +6,8 @@ builds a new loader over the kept samples, and resets the optimiser in place (a 
 ABMT) so every object holding it (LR scheduler hook, checkpointer) stays valid.
 """
 import os
+import time
+from collections import OrderedDict
 
 import numpy as np
 from fastreid.data.transforms import build_transforms
@@ -15,13 +17,16 @@ from fastreid.utils import comm
 from slr_refine import camera_normalized
 
 from ..data.common import PseudoLabelledDataset
+from ..data.image_cache import ImageCache
 from ..data.loaders import build_identity_loader, load_train_items
+from ..data.paths import build_dataset
 from ..utils import distributed_data_parallel, unwrap
 from .base import PluginTrainer
 from .camera_bn import camera_indices, extract_features_per_camera_bn
-from .features import build_feature_loader, extract_features
-from .hooks import PseudoLabelHook, TeacherEMAHook
+from .features import extract_features
+from .hooks import EpochRecordHook, PseudoLabelHook, TeacherEMAHook
 from .pseudo_labels import PseudoLabeler, TrueIdentityLabeler
+from .records import EPOCHS_FILE
 
 
 class _AwaitingPseudoLabels:
@@ -57,13 +62,23 @@ class SLRTrainer(PluginTrainer):
     """Stage 2: mean-teacher training on per-epoch refined pseudo-labels of ``DATASETS.NAMES``.
 
     It is the trainer ``PseudoLabelHook`` expects (``hooks.AdaptationTrainer``): it extracts the
-    teacher's features, takes each epoch's labels, and reports the last evaluation.
+    teacher's features, takes each epoch's labels, and reports the last evaluation. Every feature
+    pass (target, source, per camera, evaluation) reads the run's ``ImageCache``.
     """
 
     def __init__(self, cfg):
         self.target_items = load_train_items(cfg.DATASETS.NAMES)
+        self.source_items = load_train_items(cfg.SLR.SOURCE.DATASETS) if cfg.SLR.CLUSTER.SOURCE_WEIGHT > 0 else []
+        self.epoch_seconds = {}
         super().__init__(cfg)
         self.checkpointer.checkpointables["pseudo_labels"] = self.pseudo_label_hook
+        self.image_cache = ImageCache.from_config(cfg, build_transforms(cfg, is_train=False))
+        sets = OrderedDict([("target", len(self.target_items)), ("source", len(self.source_items))])
+        for name in cfg.DATASETS.TESTS:
+            test = build_dataset(name)
+            sets[f"test {name}"] = len(test.query) + len(test.gallery)
+        height, width = cfg.INPUT.CROP.SIZE if cfg.INPUT.CROP.ENABLED else cfg.INPUT.SIZE_TEST
+        self.image_cache.plan(OrderedDict((k, v) for k, v in sets.items() if v), image_bytes=3 * height * width)
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -78,14 +93,24 @@ class SLRTrainer(PluginTrainer):
             # fast-reid's identity sampler fills the global batch (all ranks) from one pass over the
             # identities; with fewer than IMS_PER_BATCH / NUM_INSTANCE clusters it can loop forever.
             min_clusters=cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE,
-            true_ids=true_ids,
-            record_path=os.path.join(cfg.OUTPUT_DIR, "slr_epochs.jsonl") if comm.is_main_process() else None)
+            true_ids=true_ids)
+        record = EpochRecordHook(self.pseudo_label_hook,
+                                 os.path.join(cfg.OUTPUT_DIR, EPOCHS_FILE) if comm.is_main_process() else None)
         hooks = super().build_hooks()
-        # Pseudo-labels first (before_epoch); the record after fast-reid's EvalHook (after_epoch).
+        # fast-reid's evaluation, through the image cache; then pseudo-labels (before_epoch) and the
+        # epoch's record, which follows the evaluation (after_epoch)
         eval_at = next(i for i, h in enumerate(hooks) if isinstance(h, fastreid_hooks.EvalHook))
-        hooks.insert(eval_at + 1, self.pseudo_label_hook)
+        hooks[eval_at] = fastreid_hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate)
+        hooks[eval_at + 1:eval_at + 1] = [self.pseudo_label_hook, record]
         hooks.insert(0, TeacherEMAHook())
         return hooks
+
+    def _evaluate(self):
+        """fast-reid's periodic evaluation, reading the cached test images."""
+        start = time.perf_counter()
+        self._last_eval_results = self.test(self.cfg, self.model, image_cache=self.image_cache)
+        self.epoch_seconds["evaluation"] = time.perf_counter() - start
+        return self._last_eval_results
 
     def resume_or_load(self, resume=True):
         """Loading may resize the classifiers (the checkpoint's cluster count): rebuild the
@@ -99,22 +124,26 @@ class SLRTrainer(PluginTrainer):
 
     def extract_source_features(self) -> np.ndarray:
         """Teacher features of the source train set (ABMT's source term; one more feature pass)."""
-        if not hasattr(self, "source_items"):
-            self.source_items = load_train_items(self.cfg.SLR.SOURCE.DATASETS)
         return self._clustering_features(self.source_items, "source")
 
     def _clustering_features(self, items, domain: str) -> np.ndarray:
         """The teacher's eval features of ``items`` as the clustering sees them: camera-aware as
-        ``SLR.CLUSTER.CAMERA_AWARE`` says (each camera's own BN statistics, or its mean removed)."""
-        cfg, method = self.cfg, self.cfg.SLR.CLUSTER.CAMERA_AWARE
-        transforms = build_transforms(cfg, is_train=False)
+        ``SLR.CLUSTER.CAMERA_AWARE`` says (each camera's own BN statistics, or its mean removed).
+        Its seconds go to ``epoch_seconds[f"features_{domain}"]`` (and per camera)."""
+        method, start = self.cfg.SLR.CLUSTER.CAMERA_AWARE, time.perf_counter()
         description = f"teacher features of the {domain} train set"
+        cameras = camera_indices(items)
         if method == "bn":
-            return extract_features_per_camera_bn(unwrap(self.model), items, transforms, cfg.TEST.IMS_PER_BATCH,
-                                                  cfg.DATALOADER.NUM_WORKERS, description)
-        loader = build_feature_loader(items, transforms, cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
-        features = extract_features(unwrap(self.model), loader, len(items), description=description)
-        return camera_normalized(features, camera_indices(items), method)
+            per_camera = {}
+            features = extract_features_per_camera_bn(
+                unwrap(self.model), cameras, lambda rows: self.image_cache.batches(domain, items, rows), per_camera,
+                description)
+            self.epoch_seconds.update({f"features_{domain}/{k}": v for k, v in per_camera.items()})
+        else:
+            features = camera_normalized(extract_features(unwrap(self.model), self.image_cache.batches(domain, items),
+                                                          len(items), description=description), cameras, method)
+        self.epoch_seconds[f"features_{domain}"] = time.perf_counter() - start
+        return features
 
     def train_labels_missing(self) -> bool:
         return isinstance(self._trainer.data_loader, _AwaitingPseudoLabels)

@@ -10,11 +10,14 @@
   the Python evaluator when Cython's is not compiled, one metric line per iteration.
 """
 import logging
+from collections import OrderedDict
 
 from fastreid.data import build_reid_test_loader
 from fastreid.data.transforms import build_transforms
 from fastreid.engine import DefaultTrainer
 from fastreid.engine import hooks as fastreid_hooks
+from fastreid.evaluation import inference_on_dataset, print_csv_format
+from fastreid.utils import comm
 from fastreid.utils.events import CommonMetricPrinter
 
 from ..data.common import NamedFileDataset
@@ -76,3 +79,22 @@ class PluginTrainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
         data_loader, num_query = cls.build_test_loader(cfg, dataset_name)
         return data_loader, PluginEvaluator(cfg, num_query, output_dir)
+
+    @classmethod
+    def test(cls, cfg, model, image_cache=None):
+        """fast-reid's evaluation on every DATASETS.TESTS set; with an ``ImageCache``
+        (``data.image_cache``), a set it keeps is read from it (planned as ``"test <name>"``)."""
+        results = OrderedDict()
+        for name in cfg.DATASETS.TESTS:
+            if image_cache is None:
+                data_loader, evaluator = cls.build_evaluator(cfg, name)
+            else:
+                data = build_dataset(name)
+                data_loader = image_cache.batches(f"test {name}", data.query + data.gallery)
+                evaluator = PluginEvaluator(cfg, len(data.query))
+            results[name] = inference_on_dataset(model, data_loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
+            if comm.is_main_process():
+                logger.info(f"Evaluation results for {name} in csv format:")
+                results[name]["dataset"] = name
+                print_csv_format(results[name])
+        return results[cfg.DATASETS.TESTS[0]] if len(results) == 1 else results

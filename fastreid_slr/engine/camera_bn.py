@@ -8,6 +8,8 @@ camera-based batch normalisation for re-ID) applied to the frozen teacher, for t
 """
 import copy
 import logging
+import time
+from typing import Callable, Dict
 
 import numpy as np
 import torch
@@ -15,7 +17,7 @@ import torch
 from slr_refine import CAMERA_NORMALIZATIONS
 
 from .adabn import reestimate_batch_norm
-from .features import build_feature_loader, extract_features
+from .features import extract_features
 
 logger = logging.getLogger(__name__)
 
@@ -33,24 +35,25 @@ def camera_indices(items) -> np.ndarray:
 
 
 @torch.no_grad()
-def extract_features_per_camera_bn(model: torch.nn.Module, items, transforms, batch_size: int,
-                                   num_workers: int, description: str = "features") -> np.ndarray:
-    """(N, D) eval features of ``items``, each camera's images through a copy of ``model`` whose BN
-    statistics were re-estimated on that camera's images alone (at most
-    ``STATISTICS_IMAGES_PER_CAMERA`` of them). ``model`` itself is unchanged."""
-    cameras = camera_indices(items)
+def extract_features_per_camera_bn(model: torch.nn.Module, cameras: np.ndarray, batches_of: Callable,
+                                   seconds: Dict[str, float], description: str = "features") -> np.ndarray:
+    """(N, D) eval features of N images with camera indices ``cameras``, each camera's images
+    through a copy of ``model`` whose BN statistics were re-estimated on that camera's images alone
+    (at most ``STATISTICS_IMAGES_PER_CAMERA`` of them). ``batches_of(indices)`` gives the batches of
+    those images (``data.image_cache.ImageCache.batches``); ``seconds[f"camera_{c}"]`` gets each
+    camera's two passes. ``model`` itself is unchanged."""
     features = None
     for camera in range(cameras.max() + 1):
+        start = time.perf_counter()
         rows = np.flatnonzero(cameras == camera)
-        subset = [items[i] for i in rows]
-        spacing = max(1, -(-len(subset) // STATISTICS_IMAGES_PER_CAMERA))
+        spacing = max(1, -(-len(rows) // STATISTICS_IMAGES_PER_CAMERA))
         twin = copy.deepcopy(model)
-        reestimate_batch_norm(twin, build_feature_loader(subset[::spacing], transforms, batch_size, num_workers))
-        block = extract_features(twin, build_feature_loader(subset, transforms, batch_size, num_workers),
-                                 len(subset), description=f"{description}, camera {camera} BN")
+        reestimate_batch_norm(twin, batches_of(rows[::spacing]))
+        block = extract_features(twin, batches_of(rows), len(rows), description=f"{description}, camera {camera} BN")
         del twin
         if features is None:
-            features = np.empty((len(items), block.shape[1]), dtype=block.dtype)
+            features = np.empty((len(cameras), block.shape[1]), dtype=block.dtype)
         features[rows] = block
+        seconds[f"camera_{camera}"] = time.perf_counter() - start
     logger.info(f"{description}: BN statistics of each of {cameras.max() + 1} cameras")
     return features

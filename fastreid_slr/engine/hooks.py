@@ -1,8 +1,8 @@
-"""Hooks of SLR adaptation: per-epoch pseudo-labels, and the teacher's EMA after every step."""
-import json
+"""Hooks of SLR adaptation: per-epoch pseudo-labels, the teacher's EMA after every step, and the
+epoch's record (``records.py``)."""
 import logging
-import os
-from typing import Optional, Protocol, Sequence
+import time
+from typing import Dict, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -13,13 +13,11 @@ from fastreid.utils.events import EventStorage
 
 from slr_refine.quality import label_quality
 
-from ..utils import mean_map, numeric_results, unwrap
+from ..utils import numeric_results, unwrap
 from .pseudo_labels import PseudoLabeler
+from .records import BEST_BY_TARGET_LABELS, RunRecord, append_record
 
 logger = logging.getLogger(__name__)
-
-# slr_epochs.jsonl's key of the best evaluated epoch: chosen with the target's labels, so optimistic.
-BEST_BY_TARGET_LABELS = "best_eval_chosen_with_target_labels"
 
 
 class AdaptationTrainer(Protocol):
@@ -28,6 +26,7 @@ class AdaptationTrainer(Protocol):
     epoch: int
     max_epoch: int
     storage: EventStorage
+    epoch_seconds: Dict[str, float]  # this epoch's seconds by part (``records.EPOCH_PARTS``), so far
 
     def extract_target_features(self) -> np.ndarray:
         """Teacher eval features of the target train set, in dataset order, on every rank."""
@@ -88,14 +87,12 @@ class PseudoLabelHook(HookBase):
     training set, resized classifiers and a fresh optimiser.
 
     Its ``state_dict`` (the refiner's previous labels, this epoch's labels) is saved with every
-    checkpoint, so ``--resume`` continues the refinement instead of restarting it.
-
-    Each epoch's statistics (and, placed after fast-reid's EvalHook, the epoch's evaluation) are
-    also appended to ``record_path`` as JSON lines, for ``tools/plot_pseudo_labels.py``.
+    checkpoint, so ``--resume`` continues the refinement instead of restarting it. The epoch's
+    statistics go to the event storage and ``epoch_stats`` (for ``EpochRecordHook``).
     """
 
     def __init__(self, labeler: PseudoLabeler, num_items: int, every: int = 1, min_clusters: int = 2,
-                 true_ids: Optional[Sequence] = None, record_path: Optional[str] = None):
+                 true_ids: Optional[Sequence] = None):
         """``min_clusters``: fewer clusters cannot fill a PK batch (fast-reid's identity sampler
         would loop forever), so such an epoch counts as a degenerate clustering."""
         self.labeler = labeler
@@ -103,14 +100,14 @@ class PseudoLabelHook(HookBase):
         self.every = every
         self.min_clusters = max(2, min_clusters)
         self.true_ids = None if true_ids is None else np.asarray(true_ids)
-        self.record_path = record_path
         self.labels: Optional[np.ndarray] = None  # the labels trained on now (for resume)
-        self._evaluated = None
+        self.epoch_stats: Optional[dict] = None  # this epoch's, when it clustered (rank 0)
 
     trainer: AdaptationTrainer
 
     def before_epoch(self):
         epoch = self.trainer.epoch
+        self.epoch_stats = None
         if epoch % self.every == 0 or self.labels is None:
             self._relabel(epoch)
         elif self.trainer.train_labels_missing():
@@ -169,42 +166,7 @@ class PseudoLabelHook(HookBase):
             logger.info(f"Epoch {epoch} pseudo-label quality vs true identities: "
                         + ", ".join(f"{k} {v:.3f}" for k, v in quality.items()))
         self.trainer.storage.put_scalars(**scalars, smoothing_hint=False)
-        self._record({"epoch": epoch, **{k[len("pseudo/"):]: v for k, v in scalars.items()}})
-
-    def after_epoch(self):
-        results = self.trainer.last_evaluation()
-        if comm.is_main_process() and results and results is not self._evaluated:
-            self._evaluated = results
-            self._record({"epoch": self.trainer.epoch, "eval": numeric_results(results)})
-
-    def after_train(self):
-        """The evaluation fast-reid's EvalHook runs here (a last epoch off its period), then the
-        best evaluated epoch of the record, labelled: choosing it takes the target's labels, so it
-        is optimistic; the reported figure (final_results.json) stays the last epoch's. Not after a
-        failed training (fast-reid calls after_train then too)."""
-        self.after_epoch()  # records that evaluation
-        finished = self.trainer.epoch + 1 >= self.trainer.max_epoch
-        if not (finished and self.record_path and os.path.isfile(self.record_path)):
-            return
-        records = []
-        with open(self.record_path) as f:
-            for line in f:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass  # a line cut short by a killed run
-        evaluations = {r["epoch"]: r["eval"] for r in records if "eval" in r}  # a resumed epoch: its latest
-        if evaluations:
-            epoch = max(evaluations, key=lambda e: mean_map(evaluations[e]))
-            best = {"epoch": epoch, "mAP": mean_map(evaluations[epoch]), "Rank-1": evaluations[epoch].get("Rank-1")}
-            logger.info(f"Best evaluated epoch, chosen with the target's labels (optimistic; the reported "
-                        f"figure is the last epoch's): epoch {epoch}, mAP {best['mAP']:.2f}")
-            self._record({BEST_BY_TARGET_LABELS: best})
-
-    def _record(self, record: dict):
-        if self.record_path:
-            with open(self.record_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        self.epoch_stats = {k[len("pseudo/"):]: v for k, v in scalars.items()}
 
     def state_dict(self) -> dict:
         """Lists and ints only, so checkpoints load with ``weights_only=True``."""
@@ -214,3 +176,76 @@ class PseudoLabelHook(HookBase):
     def load_state_dict(self, state: dict):
         self.labeler.load_state_dict(state["labeler"])
         self.labels = None if state["labels"] is None else np.asarray(state["labels"], dtype=np.int64)
+
+
+class EpochRecordHook(HookBase):
+    """Each epoch's line of ``slr_epochs.jsonl`` (``records.py``), after fast-reid's EvalHook: the
+    pseudo-label statistics, the evaluation, and where the epoch's time went, part by part; at the
+    end of training the best evaluated epoch (labelled: chosen with the target's labels) and the
+    run's time shares in the log. Every rank times its steps; rank 0 (``path``) writes."""
+
+    def __init__(self, pseudo_label_hook: PseudoLabelHook, path: Optional[str]):
+        self.pseudo_label_hook, self.path = pseudo_label_hook, path
+        self._evaluated = None
+        self._train_start = self._train_end = None
+
+    trainer: AdaptationTrainer
+
+    def before_train(self):
+        self.trainer.epoch_seconds.clear()
+
+    def before_step(self):
+        if self._train_start is None:
+            self._train_start = time.perf_counter()
+
+    def after_step(self):
+        self._train_end = time.perf_counter()
+
+    def after_epoch(self):
+        trainer, stats = self.trainer, self.pseudo_label_hook.epoch_stats
+        seconds = dict(trainer.epoch_seconds)
+        if self._train_start is not None:
+            seconds["train"] = self._train_end - self._train_start
+        if stats:
+            seconds.update({part: stats[f"seconds_{part}"] for part in ("search", "jaccard", "source_term", "cluster")
+                            if f"seconds_{part}" in stats})
+            seconds["refine"] = sum(stats.get(f"seconds_{part}", 0.0) for part in ("projection", "soft_labels", "harden"))
+        record = {"epoch": trainer.epoch, "seconds": seconds}
+        if stats:
+            record["pseudo_labels"] = stats
+        record.update(self._new_evaluation())
+        if self.path:
+            append_record(self.path, record)
+            logger.info(f"Epoch {trainer.epoch} seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+        trainer.epoch_seconds.clear()
+        self._train_start = self._train_end = None
+
+    def _new_evaluation(self) -> dict:
+        results = self.trainer.last_evaluation()
+        if not results or results is self._evaluated:
+            return {}
+        self._evaluated = results
+        return {"eval": numeric_results(results)}
+
+    def after_train(self):
+        """The evaluation fast-reid's EvalHook runs here (a last epoch off its period), then the
+        best evaluated epoch of the record, labelled: choosing it takes the target's labels, so it
+        is optimistic; the reported figure (final_results.json) stays the last epoch's. Not after a
+        failed training (fast-reid calls after_train then too)."""
+        finished = self.trainer.epoch + 1 >= self.trainer.max_epoch
+        evaluation = self._new_evaluation()
+        if not self.path or not finished:
+            return
+        if evaluation:
+            append_record(self.path, {"epoch": self.trainer.epoch, **evaluation})
+        record = RunRecord.read(self.path)
+        best = record.best_of_evaluations()
+        if best:
+            logger.info(f"Best evaluated epoch, chosen with the target's labels (optimistic; the reported "
+                        f"figure is the last epoch's): epoch {best['epoch']}, mAP {best['mAP']:.2f}")
+            append_record(self.path, {BEST_BY_TARGET_LABELS: best})
+        shares = record.time_shares()
+        total = sum(shares.values())
+        if total > 0:
+            logger.info(f"Where the {len(record.seconds())} epochs' {total:.0f}s went: "
+                        + ", ".join(f"{part} {seconds:.0f}s ({seconds / total:.0%})" for part, seconds in shares.items()))

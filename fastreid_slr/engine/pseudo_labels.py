@@ -7,11 +7,10 @@ from typing import Dict, Optional
 import numpy as np
 import scipy.sparse as sp
 
-from ..faiss_install import faiss_gpu_device
-from slr_refine import (HARDEN_METHODS, NORMALIZATIONS, SLRRefiner, add_source_term, cluster_dbscan,
-                      cluster_hdbscan, eps_from_rho, jaccard_distance, source_distances)
-from slr_refine.distance import JACCARD_ABSENT, JACCARD_VARIANTS
-from slr_refine.refiner import PREV_SOURCES
+from slr_refine import (HARDEN_METHODS, JACCARD_VARIANTS, NORMALIZATIONS, PREV_SOURCES, SLRRefiner, cluster_dbscan,
+                        cluster_hdbscan, clustering_distance, eps_from_rho)
+
+from ..neighbour_search import SEARCH_BACKENDS, build_neighbour_search
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class PseudoLabeler:
 
     def __init__(self, *, refiner: SLRRefiner, method: str = "dbscan", k1: int = 20, k2: int = 6,
                  eps: float = 0.6, rho: float = 2e-3, source_weight: float = 0.1, min_samples: int = 4,
-                 min_cluster_size: int = 7, use_gpu: bool = False, jaccard: str = "abmt"):
+                 min_cluster_size: int = 7, jaccard: str = "abmt", search: str = "auto", device: str = "cpu"):
         if method not in CLUSTER_METHODS:
             raise ValueError(f"SLR.CLUSTER.METHOD must be one of {CLUSTER_METHODS}, got {method!r}")
         if not (k1 >= 1 and 1 <= k2 <= k1):
@@ -55,14 +54,15 @@ class PseudoLabeler:
         self.refiner = refiner
         self.method, self.k1, self.k2 = method, k1, k2
         self.eps, self.rho, self.source_weight, self.min_samples = eps, rho, source_weight, min_samples
-        self.min_cluster_size, self.use_gpu = min_cluster_size, use_gpu
-        self.jaccard = jaccard
+        self.min_cluster_size = min_cluster_size
+        self.jaccard, self.search, self.device = jaccard, search, device
 
     @classmethod
     def from_config(cls, cfg) -> "PseudoLabeler":
         """Reads SLR.CLUSTER and SLR.REFINE; a bad value fails here, before any long work."""
         refine = cfg.SLR.REFINE
         checks = [("SLR.CLUSTER.JACCARD", cfg.SLR.CLUSTER.JACCARD, JACCARD_VARIANTS),
+                  ("SLR.CLUSTER.SEARCH", cfg.SLR.CLUSTER.SEARCH, SEARCH_BACKENDS),
                   ("SLR.REFINE.HARDEN", refine.HARDEN, HARDEN_METHODS + ("none",)),
                   ("SLR.REFINE.NORMALIZE", refine.NORMALIZE, NORMALIZATIONS),
                   ("SLR.REFINE.PREV_SOURCE", refine.PREV_SOURCE, PREV_SOURCES)]
@@ -80,7 +80,7 @@ class PseudoLabeler:
         return cls(refiner=refiner, method=cluster.METHOD, k1=cluster.K1, k2=cluster.K2, eps=cluster.EPS,
                    rho=cluster.RHO, source_weight=cluster.SOURCE_WEIGHT, min_samples=cluster.MIN_SAMPLES,
                    min_cluster_size=cluster.MIN_CLUSTER_SIZE,
-                   use_gpu=cluster.USE_GPU and cfg.MODEL.DEVICE.startswith("cuda"), jaccard=cluster.JACCARD)
+                   jaccard=cluster.JACCARD, search=cluster.SEARCH, device=cfg.MODEL.DEVICE)
 
     @property
     def needs_source_features(self) -> bool:
@@ -94,22 +94,9 @@ class PseudoLabeler:
     def __call__(self, features: np.ndarray, source_features: Optional[np.ndarray] = None) -> PseudoLabels:
         """This epoch's labels from the teacher features of the target train set (and, with a source
         term, of the source train set)."""
-        start = time.perf_counter()
-        gpu = faiss_gpu_device() if self.use_gpu else None  # this rank's device, torch's cache released
-        dist = jaccard_distance(features, k1=self.k1, k2=self.k2, use_gpu=gpu is not None, gpu_device=gpu or 0,
-                                variant=self.jaccard)
-        seconds_jaccard = time.perf_counter() - start
-
-        start = time.perf_counter()
-        absent, source_stats = JACCARD_ABSENT, {}
-        if self.needs_source_features:
-            if source_features is None:
-                raise ValueError("the clustering distance has a source term: pass the source features")
-            source_term, scale = source_distances(features, source_features, use_gpu=gpu is not None,
-                                                  gpu_device=gpu or 0)
-            dist, absent = add_source_term(dist, source_term, self.source_weight)
-            source_stats = {"source_term_mean": float(source_term.mean()), "source_term_scale": scale}
-        seconds_source = time.perf_counter() - start
+        distance = clustering_distance(features, self.k1, self.k2, self.jaccard, source_features, self.source_weight,
+                                       build_neighbour_search(self.search, self.device))
+        dist, absent = distance.dist, distance.absent
 
         start = time.perf_counter()
         if self.method == "dbscan":
@@ -121,11 +108,12 @@ class PseudoLabeler:
         seconds_cluster = time.perf_counter() - start
 
         result = self.refiner.step(clusters)
-        stats = dict(result.stats, **source_stats, eps=eps, seconds_jaccard=seconds_jaccard,
-                     seconds_source=seconds_source, seconds_cluster=seconds_cluster)
+        stats = dict(result.stats, **distance.source_stats, eps=eps,
+                     **{f"seconds_{part}": seconds for part, seconds in distance.seconds.items()},
+                     seconds_cluster=seconds_cluster)
         logger.info("Pseudo-labels: eps {eps:.3f}, {clusters_before} clusters ({outliers_before} outliers) -> "
                     "{clusters_after} after refinement ({outliers_after} outliers, {revived} revived); "
-                    "jaccard {seconds_jaccard:.1f}s, source term {seconds_source:.1f}s, "
+                    "search {seconds_search:.1f}s, jaccard {seconds_jaccard:.1f}s, source term {seconds_source_term:.1f}s, "
                     "clustering {seconds_cluster:.1f}s, harden {seconds_harden:.1f}s".format(**stats))
         clustered = len(features) - stats["outliers_before"]
         if clustered and stats["dropped"] > clustered / 2:

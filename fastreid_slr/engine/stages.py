@@ -9,6 +9,7 @@ import os
 
 from fastreid.utils import comm
 
+from ..data.image_cache import ImageCache
 from ..data.paths import build_dataset
 from ..utils import atomic_write, numeric_results
 from .camera_bn import CAMERA_AWARE_METHODS
@@ -52,7 +53,8 @@ def source_pretrained(cfg) -> bool:
 
 def check_adaptation_config(cfg) -> None:
     """Fail at start-up, with one message, on anything that would fail later."""
-    PseudoLabeler.from_config(cfg)  # method names, α, K1/K2, ...
+    PseudoLabeler.from_config(cfg)  # method names, α, K1/K2, the search backend, ...
+    ImageCache.from_config(cfg, transforms=None)  # its budget
     if cfg.SLR.CLUSTER.CAMERA_AWARE not in CAMERA_AWARE_METHODS:
         raise ValueError(f"SLR.CLUSTER.CAMERA_AWARE must be one of {CAMERA_AWARE_METHODS}, "
                          f"got {cfg.SLR.CLUSTER.CAMERA_AWARE!r}")

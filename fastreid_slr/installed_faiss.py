@@ -1,11 +1,11 @@
-"""Which faiss this process runs, and the CUDA device its GPU index should use.
+"""Which faiss this process runs: exactly one build, named.
 
 faiss-cpu and faiss-gpu both install the one import package ``faiss``: with both installed, the
 last one installed silently overwrote the other's files. ``faiss_build`` names the distribution
 behind ``import faiss`` (tools/train_net.py logs it at start-up) and refuses a mixed install.
 """
 import importlib.metadata
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Tuple
 
 INSTALL_HINT = ("`make setup` installs the one that fits this machine; by hand: pip install -e '.[cpu]', "
                 "or '.[gpu]' on a CUDA machine")
@@ -36,15 +36,3 @@ def faiss_build() -> FaissBuild:
     gpu_index = hasattr(faiss, "StandardGpuResources")
     return FaissBuild(installed[0] if installed else f"faiss {faiss.__version__} (not installed by pip)",
                       gpu_index, faiss.get_num_gpus() if gpu_index else 0)
-
-
-def faiss_gpu_device() -> Optional[int]:
-    """This rank's CUDA device for a faiss GPU index (None without CUDA), torch's cached blocks
-    released first: faiss allocates outside torch's caching allocator, and a training run's cache
-    can hold nearly all of the device's memory."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    torch.cuda.empty_cache()
-    return torch.cuda.current_device()
