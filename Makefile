@@ -1,7 +1,7 @@
 # Two commands: `make demo` and `make test`. Each sets up .venv first (idempotent: redone only
 # when setup.py or this Makefile change).
 PYTHON ?= python3
-# Where datasets (and the generated procedural demo data) live; see README.
+# Where datasets (and the generated procedural demo data) live; see docs/getting_started.md.
 export FASTREID_DATASETS ?= $(CURDIR)/datasets
 VENV   := .venv
 PY     := $(VENV)/bin/python

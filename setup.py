@@ -5,6 +5,7 @@ setup(
     name="fastreid-slr",
     version="0.1.0",
     description="SLR pseudo-label refinement for UDA person re-identification, as a fast-reid plugin",
+    license="Apache-2.0",
     packages=find_packages(include=["fastreid_slr", "fastreid_slr.*", "slr_refine", "procedural_reid"]),
     python_requires=">=3.9",
     # fastreid==1.4.0 itself is installed with --no-deps (its metadata pins torch 1.13, which has no

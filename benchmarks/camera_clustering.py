@@ -28,15 +28,15 @@ from tabulate import tabulate
 
 from demo_controls import neighbours, setup, with_opts  # benchmarks/ is this script's folder
 
-from fastreid.data.transforms import build_transforms  # noqa: E402
-from fastreid.engine import DefaultTrainer  # noqa: E402
-from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
-from fastreid_slr.data.loaders import load_train_items  # noqa: E402
-from fastreid_slr.engine import PseudoLabeler, ensure_source_weights  # noqa: E402
-from fastreid_slr.engine.camera_bn import camera_indices, extract_features_per_camera_bn  # noqa: E402
-from fastreid_slr.engine.features import build_feature_loader, extract_features  # noqa: E402
-from slr_refine.camera import camera_normalized  # noqa: E402
-from slr_refine.quality import label_quality  # noqa: E402
+from fastreid.data.transforms import build_transforms
+from fastreid.engine import DefaultTrainer
+from fastreid.utils.checkpoint import Checkpointer
+from fastreid_slr.data.loaders import build_feature_loader, load_train_items
+from fastreid_slr.engine import PseudoLabeler, ensure_source_weights
+from fastreid_slr.engine.camera_bn import camera_indices, extract_features_per_camera_bn
+from fastreid_slr.engine.features import extract_features
+from slr_refine.camera import camera_normalized
+from slr_refine.quality import label_quality
 
 
 def rule_opts(rule: str) -> list:
@@ -47,11 +47,14 @@ def rule_opts(rule: str) -> list:
 
 def features_of(cfg, model, items, per_camera_bn):
     transforms = build_transforms(cfg, is_train=False)
+
+    def batches_of(rows=None):
+        chosen = items if rows is None else [items[i] for i in rows]
+        return build_feature_loader(chosen, transforms, cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
+
     if per_camera_bn:
-        return extract_features_per_camera_bn(model, items, transforms, cfg.TEST.IMS_PER_BATCH,
-                                              cfg.DATALOADER.NUM_WORKERS)
-    loader = build_feature_loader(items, transforms, cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
-    return extract_features(model, loader, len(items))
+        return extract_features_per_camera_bn(model, camera_indices(items), batches_of, {})
+    return extract_features(model, batches_of(), len(items))
 
 
 def main():

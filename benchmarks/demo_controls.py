@@ -19,7 +19,6 @@ On ``configs/Demo/slr-procedural.yml`` (plus ``opts``), from stage 1's weights i
 Prints a table and one ``RESULT {json}`` line, also appended to ``<source-dir>/controls.jsonl``.
 """
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -27,34 +26,29 @@ import sys
 import numpy as np
 from tabulate import tabulate
 
+import fastreid_slr  # noqa: F401  (applies the compat patches, registers the plugin)
+from fastreid.data.transforms import build_transforms
+from fastreid.engine import DefaultTrainer
+from fastreid.utils.checkpoint import Checkpointer
+from fastreid_slr import run
+from fastreid_slr.data.loaders import build_feature_loader, load_train_items
+from fastreid_slr.engine import (PseudoLabeler, SLRTrainer, ensure_source_weights, reestimate_batch_norm,
+                                 target_train_loader, write_final_results)
+from fastreid_slr.engine.features import extract_features
+from procedural_reid import add_procedural_config, apply_procedural_config
+from slr_refine.quality import label_quality
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
 FIXED_RULE = ["SLR.CLUSTER.RHO", "0.0", "SLR.CLUSTER.K1", "30", "SLR.CLUSTER.EPS", "0.6",
               "SLR.CLUSTER.SOURCE_WEIGHT", "0.0"]
-
-
-def _train_net():
-    spec = importlib.util.spec_from_file_location("train_net", os.path.join(REPO, "tools", "train_net.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_net = _train_net()  # also applies the compat patches (imports fastreid_slr)
-
-from fastreid.data.transforms import build_transforms  # noqa: E402
-from fastreid.engine import DefaultTrainer  # noqa: E402
-from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
-from fastreid_slr.data.loaders import load_train_items  # noqa: E402
-from fastreid_slr.engine import (PseudoLabeler, ensure_source_weights, reestimate_batch_norm,  # noqa: E402
-                                 target_train_loader)
-from fastreid_slr.engine.features import build_feature_loader, extract_features  # noqa: E402
-from slr_refine.quality import label_quality  # noqa: E402
+PROCEDURAL = run.ConfigExtension(add_procedural_config, apply_procedural_config)
 
 
 def setup(opts, output_dir):
-    args = train_net.argument_parser().parse_args(["--config-file", CONFIG, *opts, "OUTPUT_DIR", output_dir])
-    return train_net.setup(args)
+    """tools/train_net.py's set-up of the demo config with ``opts``."""
+    args = run.argument_parser().parse_args(["--config-file", CONFIG, *opts, "OUTPUT_DIR", output_dir])
+    return run.setup(args, (PROCEDURAL,))
 
 
 def with_opts(cfg, opts):
@@ -106,11 +100,11 @@ def oracle(cfg, weights, output_dir):
     cfg = with_opts(cfg, ["MODEL.WEIGHTS", weights, "SLR.SOURCE.WEIGHTS", weights, "SLR.ORACLE", "True",
                           "OUTPUT_DIR", output_dir])
     os.makedirs(output_dir, exist_ok=True)
-    train_net.seed(cfg)
-    trainer = train_net.SLRTrainer(cfg)
+    run.seed(cfg)
+    trainer = SLRTrainer(cfg)
     trainer.resume_or_load(resume=False)
     results = trainer.train()
-    train_net.write_final_results(output_dir, results)
+    write_final_results(output_dir, results)
     return {"mAP": float(results["mAP"]), "Rank-1": float(results["Rank-1"])}
 
 

@@ -13,9 +13,9 @@ from . import compat
 compat.apply_all()
 
 from . import modeling  # noqa: E402,F401  (registers the SLR meta-architecture and dual backbone)
-from .config import add_slr_config  # noqa: E402
+from .config import add_run_config, add_slr_config  # noqa: E402
 from .data import datasets  # noqa: E402,F401  (registers PersonX and MSMT17TrainVal)
 from .installed_faiss import faiss_build  # noqa: E402
 
-__all__ = ["add_slr_config", "compat", "faiss_build"]
+__all__ = ["add_run_config", "add_slr_config", "compat", "faiss_build"]
 __version__ = "0.1.0"

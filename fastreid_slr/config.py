@@ -1,4 +1,4 @@
-"""The ``SLR`` config namespace.
+"""The plugin's config keys: the ``SLR`` namespace, and ``SEED`` (``add_run_config``).
 
 Every key the paper leaves open is here, with the paper equation / table it belongs to.
 Modules never read ``cfg``: each component's ``from_config`` reads its keys once.
@@ -158,9 +158,24 @@ def add_slr_config(cfg):
 
     _C.SLR.CHECKPOINT = CN()
     # Per-epoch checkpoints kept in each stage's folder, newest first (0: all of them, fast-reid's
-    # way); model_final.pth and model_best.pth always stay. A ResNet-50 pair's is ~0.7 GB (README).
+    # way); model_final.pth and model_best.pth always stay. A ResNet-50 pair's is ~0.7 GB (docs/getting_started.md, "Disk").
     _C.SLR.CHECKPOINT.KEEP_LAST = 2
 
+    if frozen:
+        cfg.freeze()
+    return cfg
+
+
+def add_run_config(cfg):
+    """``SEED``, top-level as detectron2 names it (fast-reid 1.4.0 has none and seeds every run at
+    random); read by ``fastreid_slr.run`` (idempotent)."""
+    if "SEED" in cfg:
+        return cfg
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    # >= 0: seed Python, numpy and torch (rank r gets SEED + r) and make cuDNN deterministic, so
+    # that a run repeats on the same machine (``fastreid_slr.run.seed``).
+    cfg.SEED = -1
     if frozen:
         cfg.freeze()
     return cfg

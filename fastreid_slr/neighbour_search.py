@@ -17,7 +17,7 @@ from slr_refine.search import Candidates
 
 __all__ = ["SEARCH_BACKENDS", "TorchSearch", "build_neighbour_search", "faiss_gpu_device"]
 
-# "auto": torch on a CUDA device, BLAS blocks on the CPU (the faster there, README "Performance").
+# "auto": torch on a CUDA device, BLAS blocks on the CPU (the faster there: docs/performance.md).
 SEARCH_BACKENDS = ("auto", "blas", "torch", "faiss")
 
 

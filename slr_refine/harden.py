@@ -19,7 +19,7 @@ package's dense loop, and the Prim's tie rules mirror ``mst_linkage_core_vector`
 that core distances and the MST's weights equal the package's. What remains is tie order: soft
 labels hold thousands of exactly equal distances, several MSTs are minimal, and the plain call's
 own result depends on row order, so the fast path is checked by agreement with the plain call
-(ARI), not by equality; the README's performance section has the measured agreement and times.
+(ARI), not by equality; docs/performance.md has the measured agreement and times.
 """
 import numba
 import numpy as np

@@ -14,6 +14,10 @@ certified: a float32 distance is within ``float32_error`` of the true one, so no
 candidates can come before the k-th when the edge lies further than that beyond it. A row that
 cannot be certified is searched again in float64 over every row. The result is therefore the same
 on every backend, block size and thread count: that of a dense float64 search.
+
+The numba kernels are serial on purpose: numba's parallel (OpenMP) threads kept spinning beside
+torch's after the search and made the training steps that followed about twice as slow (measured
+in the demo); the products, the bulk of the work, run on the backend's threads.
 """
 import dataclasses
 import warnings
@@ -163,13 +167,13 @@ def squared_distance(x, y):
     return total
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _rank_candidates(features, candidates, edge, error, k, ranks):
     """``ranks[i]``: row i's candidates in (float64 distance, index) order, first k; returns which
     rows are certified (no row outside the candidates can precede the k-th)."""
     n, count = candidates.shape
     certain = np.empty(n, dtype=np.bool_)
-    for i in numba.prange(n):
+    for i in range(n):
         members = np.sort(candidates[i])
         distances = np.empty(count)
         for t in range(count):
@@ -181,13 +185,13 @@ def _rank_candidates(features, candidates, edge, error, k, ranks):
     return certain
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _extreme_of_candidates(features, base, candidates, edge, error, largest, out):
     """``out[i]``: the largest (or smallest) float64 distance from row i to its candidates of
     ``base``; returns which rows are certified."""
     n, count = candidates.shape
     certain = np.empty(n, dtype=np.bool_)
-    for i in numba.prange(n):
+    for i in range(n):
         best = -1.0 if largest else np.inf
         for t in range(count):
             d = squared_distance(features[i], base[candidates[i, t]])
@@ -202,11 +206,11 @@ def _extreme_of_candidates(features, base, candidates, edge, error, largest, out
     return certain
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _exact_rows(features, rows, k, ranks, farthest, others, nearest_other):
     """The uncertified ``rows`` searched in float64 over every row (and every row of ``others``)."""
     n = features.shape[0]
-    for r in numba.prange(rows.shape[0]):
+    for r in range(rows.shape[0]):
         i = rows[r]
         distances = np.empty(n)
         for j in range(n):
@@ -224,7 +228,7 @@ def _exact_rows(features, rows, k, ranks, farthest, others, nearest_other):
 
 
 # ----------------------------------------------------------------------------------- the CPU backend
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _scan_block(products, row_norms, column_norms, column_offset, near, near_edge, far, far_edge):
     """Fold one block of products into its rows' running candidates.
 
@@ -233,7 +237,7 @@ def _scan_block(products, row_norms, column_norms, column_offset, near, near_edg
     A distance enters by insertion, so every row ever left out is beyond the final edge.
     """
     n_near, n_far = near.shape[1], far.shape[1]
-    for a in numba.prange(products.shape[0]):
+    for a in range(products.shape[0]):
         for b in range(products.shape[1]):
             d = row_norms[a] + column_norms[b] - np.float32(2.0) * products[a, b]
             if n_near and d < near_edge[a, n_near - 1]:

@@ -51,6 +51,15 @@ def seeded():
     _seed_everything()
 
 
+@pytest.fixture(autouse=True)
+def procedural_spec():
+    """The procedural datasets' default spec (which a config's set-up replaces) is the same for
+    every test, whichever tests ran before it."""
+    spec = procedural_reid.get_default_spec()
+    yield
+    procedural_reid.set_default_spec(spec)
+
+
 @pytest.fixture(scope="session")
 def source_weights(tmp_path_factory):
     """Stage 1 on the tiny procedural source, once per session; stage-2 tests start from it."""

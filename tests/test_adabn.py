@@ -61,27 +61,16 @@ def test_slr_model_adapts_its_teachers_statistics_only(source_weights, tmp_path)
     assert not any(k.startswith("student.") for k in moved)
 
 
-@pytest.fixture
-def train_net():
-    import importlib.util
-    import os
-
-    from tiny import REPO
-
-    spec = importlib.util.spec_from_file_location("train_net_adabn", os.path.join(REPO, "tools", "train_net.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_train_net_adabn_evaluates_the_source_model_with_target_statistics(source_weights, tmp_path, train_net):
+def test_train_net_adabn_evaluates_the_source_model_with_target_statistics(source_weights, tmp_path):
     import json
+
+    from fastreid_slr.run import evaluate
 
     cfg = tiny_slr_cfg(tmp_path / "adabn", tmp_path / "source", **{"SLR.SOURCE.WEIGHTS": source_weights})
     cfg.freeze()
-    adabn = train_net.evaluate(cfg.clone(), adabn=True)
-    plain = train_net.evaluate(tiny_slr_cfg(tmp_path / "plain", tmp_path / "source",
-                                            **{"MODEL.WEIGHTS": source_weights}), adabn=False)
+    adabn = evaluate(cfg, adabn=True)
+    plain = evaluate(tiny_slr_cfg(tmp_path / "plain", tmp_path / "source", **{"MODEL.WEIGHTS": source_weights}),
+                     adabn=False)
     written = json.loads((tmp_path / "adabn" / "final_results.json").read_text())
     assert written["mAP"] == pytest.approx(float(adabn["mAP"]))
     assert float(adabn["mAP"]) != float(plain["mAP"])  # the statistics changed the ranking

@@ -1,5 +1,5 @@
 """Every backbone fast-reid (and the plugin) registers builds inside SLR, takes a CPU training step
-and gives evaluation features: "any fast-reid backbone works" is a promise the README makes."""
+and gives evaluation features: "any fast-reid backbone works" is a promise the README makes (docs/extending.md, "Backbones")."""
 import pytest
 import torch
 

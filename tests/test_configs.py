@@ -1,7 +1,7 @@
-"""The shipped configs load, and the README's CPU-shrinking opts stay true for every one of them."""
+"""The shipped configs load, and the CPU-shrinking opts (configs/cpu-shrink.opts, shown in
+docs/extending.md) stay true for every one of them."""
 import glob
 import os
-import re
 import shlex
 
 import pytest
@@ -14,10 +14,21 @@ from tiny import REPO, train_net_cfg
 PAPER_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "SLR", "*.yml")))
 
 
-def _readme_shrink_opts():
-    readme = open(os.path.join(REPO, "README.md")).read()
-    block = re.search(r"### Shrinking any config.*?```\n(.*?)```", readme, re.S).group(1)
-    return shlex.split(block)
+SHRINK_OPTS = os.path.join(REPO, "configs", "cpu-shrink.opts")
+
+
+def _shrink_opts():
+    with open(SHRINK_OPTS) as f:
+        return shlex.split(f.read())
+
+
+def test_the_docs_show_the_shrink_opts_as_they_are():
+    """The first code block under the "Shrinking" heading of docs/extending.md is the opts file."""
+    text = open(os.path.join(REPO, "docs", "extending.md")).read()
+    heading = next(line for line in text.splitlines() if line.startswith("#") and "Shrinking" in line)
+    after = text[text.index(heading):]
+    block = after.split("```\n", 2)[1]
+    assert block == open(SHRINK_OPTS).read()
 
 
 def _load(path, opts=()):
@@ -59,13 +70,13 @@ def test_paper_config_settings(path):
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=os.path.basename)
-def test_readme_shrink_opts_give_a_cpu_model(path):
-    """The README's list turns every paper config into a model that runs on the CPU without
+def test_shrink_opts_give_a_cpu_model(path):
+    """The shrink list turns every paper config into a model that runs on the CPU without
     ImageNet files."""
     import torch
     from fastreid.modeling import build_model
 
-    opts = _readme_shrink_opts()
+    opts = _shrink_opts()
     assert len(opts) % 2 == 0 and len(opts) >= 20
     cfg = _load(path, opts)  # an unknown key in the list raises here
     model = build_model(cfg).eval()
@@ -122,25 +133,21 @@ def test_msmt17_layout_the_readme_gives(tmp_path, monkeypatch, folder, train, te
 
 def _draws_after_setup(tmp_path, seed):
     """tools/train_net.py's ``setup`` with ``SEED``, then one draw from each generator."""
-    import importlib.util
     import random
 
     import numpy as np
     import torch
-    from procedural_reid import get_default_spec, set_default_spec
+    from fastreid_slr import run
+    from tiny import PROCEDURAL
 
-    spec = importlib.util.spec_from_file_location("train_net_for_seed", os.path.join(REPO, "tools", "train_net.py"))
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
-    args = train_net.argument_parser().parse_args(
+    args = run.argument_parser().parse_args(
         ["--config-file", os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"),
          "SEED", str(seed), "OUTPUT_DIR", str(tmp_path)])
-    threads, spec = torch.get_num_threads(), get_default_spec()
+    threads = torch.get_num_threads()
     try:
-        train_net.setup(args)
-    finally:  # setup also picks the CPU threads and the procedural spec: keep the session's
+        run.setup(args, (PROCEDURAL,))
+    finally:  # setup also picks the CPU threads (conftest restores the procedural spec)
         torch.set_num_threads(threads)
-        set_default_spec(spec)
     return random.random(), float(np.random.rand()), float(torch.rand(1))
 
 
@@ -150,10 +157,10 @@ def test_seed_makes_runs_repeat(tmp_path):
     assert _draws_after_setup(tmp_path, -1) != _draws_after_setup(tmp_path, -1)  # fast-reid's default
 
 
-def test_the_demo_config_is_the_readme_shrink_opts():
-    """configs/Demo/slr-procedural.yml runs what the README's shrink list says (its tables and the
+def test_the_demo_config_is_the_shrink_opts():
+    """configs/Demo/slr-procedural.yml runs what the shrink list says (its tables and the
     shape sweep measure those settings), beside its data, its folders and its evaluation period."""
-    opts = _readme_shrink_opts()
+    opts = _shrink_opts()
     demo = train_net_cfg(os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"))
     shrunk = _load(os.path.join(REPO, "configs", "Base-SLR.yml"), opts)
     for key in opts[::2]:

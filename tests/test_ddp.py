@@ -1,13 +1,12 @@
-"""Two-process DDP (gloo on CPU) through tools/train_net.py's ``main`` and fast-reid's ``launch``:
-every rank trains on the same pseudo-labels, builds the same loader and classifiers, holds the
-same refiner state and the same weights, and the evaluation has a single-process run's form.
+"""Two-process DDP (gloo on CPU) through the plugin's ``main`` and fast-reid's ``launch``, as
+tools/train_net.py runs them: every rank trains on the same pseudo-labels, builds the same loader
+and classifiers, holds the same refiner state and the same weights, keeps its own shard of the
+decoded images, and the evaluation has a single-process run's form.
 
-The run is this file run as a script: it parses the command line with tools/train_net.py's parser
-and launches as tools/train_net.py does (the ranks' backend from its config's device), with a main that runs tools/train_net.py's own
-``main`` (loaded from its file) whose SLRTrainer records, per rank, what it trained on.
+The run is this file run as a script: ``fastreid_slr.run.launch_main`` with a trainer class that
+records, per rank, what it trained on.
 """
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,21 +16,16 @@ import numpy as np
 import pytest
 import torch
 
+import fastreid_slr  # noqa: F401  (compat patches first)
+from fastreid_slr.engine import SLRTrainer
+from fastreid_slr.utils import unwrap
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 CONFIG = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
 DUMP_ENV = "FASTREID_SLR_TEST_DUMP"
 
 
 # --------------------------------------------------------------------------- inside each rank
-def _load_train_net():
-    spec = importlib.util.spec_from_file_location("train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_net"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _digest(tensors) -> str:
     h = hashlib.sha256()
     for name, tensor in tensors:
@@ -40,56 +34,49 @@ def _digest(tensors) -> str:
     return h.hexdigest()
 
 
-def _recording_main(args):
-    """tools/train_net.py's ``main``, its SLRTrainer recording each epoch's labels and, after
-    training, this rank's state into ``$FASTREID_SLR_TEST_DUMP/rank<r>.json``."""
-    train_net = _load_train_net()
-    from fastreid.utils import comm
-    from fastreid_slr.utils import unwrap
+class RecordingSLRTrainer(SLRTrainer):
+    """Records each epoch's labels and, after training, this rank's state into
+    ``$FASTREID_SLR_TEST_DUMP/rank<r>.json``."""
 
-    epochs = []
+    def __init__(self, cfg):
+        self.epochs = []
+        super().__init__(cfg)
 
-    class RecordingSLRTrainer(train_net.SLRTrainer):
-        def set_train_labels(self, labels, soft_labels=None, centroids=None):
-            super().set_train_labels(labels, soft_labels, centroids)
-            dataset = self._trainer.data_loader.dataset
-            epochs.append({"labels": np.asarray(labels).tolist(),
-                           "num_classes": int(unwrap(self.model).num_classes),
-                           "train_set": [[path, int(pid)] for path, pid, _ in dataset.img_items]})
+    def set_train_labels(self, labels, soft_labels=None, centroids=None):
+        super().set_train_labels(labels, soft_labels, centroids)
+        dataset = self._trainer.data_loader.dataset
+        self.epochs.append({
+            "labels": np.asarray(labels).tolist(), "num_classes": int(unwrap(self.model).num_classes),
+            "train_set": [[path, int(pid)] for path, pid, _ in dataset.img_items]})
 
-        def train(self):
-            results = super().train()
-            model = unwrap(self.model)
-            hook = self.pseudo_label_hook
-            state = {"rank": comm.get_rank(), "world_size": comm.get_world_size(), "epochs": epochs,
-                     "labels": hook.labels.tolist(), "num_classes": int(model.num_classes),
-                     "refiner": hook.labeler.state_dict(),
-                     "cached": {name: [d.shard.start, d.shard.stop, int(d.images.shape[0])]
-                                for name, d in self.image_cache.decoded.items()},
-                     "target_images": len(self.target_items),
-                     "parameters": _digest(model.named_parameters()),
-                     "buffers": _digest((n, b) for n, b in model.named_buffers() if b.is_floating_point())}
-            with open(os.path.join(os.environ[DUMP_ENV], f"rank{comm.get_rank()}.json"), "w") as f:
-                json.dump(state, f)
-            return results
+    def train(self):
+        from fastreid.utils import comm
 
-    train_net.SLRTrainer = RecordingSLRTrainer
-    return train_net.main(args)
+        results = super().train()
+        model = unwrap(self.model)
+        hook = self.pseudo_label_hook
+        state = {"rank": comm.get_rank(), "world_size": comm.get_world_size(), "epochs": self.epochs,
+                 "labels": hook.labels.tolist(), "num_classes": int(model.num_classes),
+                 "refiner": hook.labeler.state_dict(),
+                 "cached": {name: [d.shard.start, d.shard.stop, int(d.images.shape[0])]
+                            for name, d in self.image_cache.decoded.items()},
+                 "target_images": len(self.target_items),
+                 "parameters": _digest(model.named_parameters()),
+                 "buffers": _digest((n, b) for n, b in model.named_buffers() if b.is_floating_point())}
+        with open(os.path.join(os.environ[DUMP_ENV], f"rank{comm.get_rank()}.json"), "w") as f:
+            json.dump(state, f)
+        return results
 
 
 if __name__ == "__main__":
-    import fastreid_slr  # noqa: F401  (compat first)
-    from fastreid_slr.launch import launch
+    from fastreid_slr import run
+    from tiny import PROCEDURAL
 
-    train_net = _load_train_net()
-    args = train_net.argument_parser().parse_args()
-    launch(_recording_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,), device=train_net.run_device(train_net.load_config(args)))
+    run.launch_main(run.argument_parser().parse_args(), trainer_cls=RecordingSLRTrainer, extensions=(PROCEDURAL,))
     sys.exit(0)
 
 
 # --------------------------------------------------------------------------- the test
-import fastreid_slr  # noqa: E402,F401  (compat patches first)
 from tiny import TINY_SLR  # noqa: E402
 
 
@@ -103,9 +90,10 @@ def _single_process_evaluation(opts, weights):
     """What ``tools/train_net.py --eval-only`` reports for ``weights``, in this process."""
     from fastreid_slr.engine import PluginTrainer, SLRCheckpointer
     from fastreid_slr.utils import numeric_results
-    from tiny import train_net_cfg
+    from tiny import PROCEDURAL, train_net_cfg
 
     cfg = train_net_cfg(CONFIG, *[x for kv in opts.items() for x in kv])
+    PROCEDURAL.apply(cfg)
     cfg.MODEL.BACKBONE.PRETRAIN = False
     model = PluginTrainer.build_model(cfg)
     SLRCheckpointer(model).load(weights)

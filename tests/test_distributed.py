@@ -14,7 +14,8 @@ from fastreid_slr import add_slr_config
 from fastreid_slr.engine import check_batch_per_rank
 from fastreid_slr.launch import distributed_worker
 from fastreid_slr.utils import distributed_data_parallel
-from tiny import REPO, load_train_net
+from fastreid_slr import run
+from tiny import PROCEDURAL, REPO
 
 DEMO = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
 D2M = os.path.join(REPO, "configs", "SLR", "d2m.yml")
@@ -105,13 +106,12 @@ def test_more_ranks_than_gpus_is_refused(fake_two_gpus):
 def test_train_net_launches_on_the_device_of_its_merged_config(monkeypatch):
     """tools/train_net.py passes the device of the config it merged (CPU when CUDA is asked for and
     absent); the launch itself never reads a config."""
-    train_net = load_train_net()
     args = default_argument_parser().parse_args(["--config-file", D2M])  # MODEL.DEVICE cuda
-    assert train_net.run_device(train_net.load_config(args)) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert run.run_device(run.load_config(args)) == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert train_net.run_device(train_net.load_config(args)) == "cuda"
+    assert run.run_device(run.load_config(args)) == "cuda"
     args = default_argument_parser().parse_args(["--config-file", DEMO])  # MODEL.DEVICE cpu
-    assert train_net.run_device(train_net.load_config(args)) == "cpu"
+    assert run.run_device(run.load_config(args, (PROCEDURAL,))) == "cpu"
 
 
 # --------------------------------------------------------------------------- batch per rank
@@ -148,12 +148,11 @@ def test_stage_one_batch_is_checked_only_when_stage_one_will_run(tmp_path):
 
 
 def test_train_net_refuses_at_start_up(tmp_path, monkeypatch):
-    train_net = load_train_net()
     monkeypatch.setattr(comm, "get_world_size", lambda: 8)
-    args = train_net.argument_parser().parse_args(["--config-file", DEMO, "OUTPUT_DIR", str(tmp_path / "run"),
-                                                 "SLR.SOURCE.OUTPUT_DIR", str(tmp_path / "source")])
+    args = run.argument_parser().parse_args(["--config-file", DEMO, "OUTPUT_DIR", str(tmp_path / "run"),
+                                             "SLR.SOURCE.OUTPUT_DIR", str(tmp_path / "source")])
     with pytest.raises(ValueError, match="over 8 rank"):
-        train_net.setup(args)
+        run.setup(args, (PROCEDURAL,))
 
 
 # --------------------------------------------------------------------------- unused parameters

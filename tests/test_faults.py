@@ -22,14 +22,15 @@ import torch
 
 import fastreid_slr  # noqa: F401  (compat patches first)
 from fastreid_slr.data.common import NamedFileDataset
-from fastreid_slr.engine import PseudoLabeler, PseudoLabels, SLRCheckpointer, SLRTrainer
+from fastreid_slr.engine import PseudoLabels, SLRCheckpointer, SLRTrainer
+from fastreid_slr.engine.pseudo_labels import WrappedLabeler
 from tiny import REPO, tiny_slr_cfg, tiny_slr_opts
 
 
-def _trainer(tmp_path, weights, **opts):
+def _trainer(tmp_path, weights, trainer_cls=SLRTrainer, **opts):
     cfg = tiny_slr_cfg(tmp_path, os.path.dirname(weights), **opts)
     cfg.MODEL.WEIGHTS = weights
-    trainer = SLRTrainer(cfg)
+    trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=False)
     return trainer
 
@@ -196,38 +197,50 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_degenerate_later_clustering_keeps_previous_labels(source_weights, tmp_path, monkeypatch):
-    calls = []
-    real_call = PseudoLabeler.__call__
+class _SecondClusteringAllOutliers(WrappedLabeler):
+    """A labeler whose second clustering finds nothing: every image an outlier."""
 
-    def second_call_all_outliers(self, features, source_features=None):
-        result = real_call(self, features, source_features)
-        calls.append(result.labels.copy())
-        if len(calls) == 2:
+    def __init__(self, labeler):
+        super().__init__(labeler)
+        self.calls = []
+
+    def __call__(self, features, source_features=None):
+        result = self.labeler(features, source_features)
+        self.calls.append(result.labels.copy())
+        if len(self.calls) == 2:
             n = len(features)
             return PseudoLabels(labels=np.full(n, -1), soft_labels=None,
                                 stats=dict(result.stats, clusters_before=0, clusters_after=0,
                                            outliers_before=n, outliers_after=n))
         return result
 
-    seen = []
-    real_set = SLRTrainer.set_train_labels
 
-    def spy(self, labels, soft_labels=None, centroids=None):
-        seen.append(labels.copy())
-        real_set(self, labels, soft_labels, centroids)
+class _DegenerateSecondEpochTrainer(SLRTrainer):
+    def __init__(self, cfg):
+        self.seen = []  # the labels of each epoch
+        super().__init__(cfg)
 
-    monkeypatch.setattr(PseudoLabeler, "__call__", second_call_all_outliers)
-    monkeypatch.setattr(SLRTrainer, "set_train_labels", spy)
+    @classmethod
+    def build_labeler(cls, cfg, true_ids):
+        return _SecondClusteringAllOutliers(super().build_labeler(cfg, true_ids))
+
+    def set_train_labels(self, labels, soft_labels=None, centroids=None):
+        self.seen.append(labels.copy())
+        super().set_train_labels(labels, soft_labels, centroids)
+
+
+def test_degenerate_later_clustering_keeps_previous_labels(source_weights, tmp_path):
     records = _Records()
     hooks_logger = logging.getLogger("fastreid_slr.engine.hooks")
     hooks_logger.addHandler(records)
     try:
-        trainer = _trainer(tmp_path, source_weights, **{"SOLVER.MAX_EPOCH": 2})
+        trainer = _trainer(tmp_path, source_weights, trainer_cls=_DegenerateSecondEpochTrainer,
+                           **{"SOLVER.MAX_EPOCH": 2})
         trainer.train()
     finally:
         hooks_logger.removeHandler(records)
 
+    calls, seen = trainer.pseudo_label_hook.labeler.calls, trainer.seen
     assert len(calls) == 2 and len(seen) == 2
     assert np.array_equal(seen[1], seen[0])  # epoch 1 trained on epoch 0's labels
     assert np.array_equal(trainer.pseudo_label_hook.labels, calls[0])

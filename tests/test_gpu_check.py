@@ -70,7 +70,6 @@ def test_full_mode_on_cuda(tmp_path):
 
 
 def _load_tool(name, monkeypatch):
-    monkeypatch.syspath_prepend(TOOLS)  # gpu_check imports train_net from its own folder
     spec = importlib.util.spec_from_file_location(f"{name}_under_test", os.path.join(TOOLS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -90,15 +89,15 @@ def test_full_mode_is_the_paper_model_with_short_epochs(tmp_path, monkeypatch):
 
 
 def test_seed_turns_on_deterministic_cudnn(monkeypatch):
-    train_net = _load_tool("train_net", monkeypatch)
     from fastreid.config import get_cfg
-    from fastreid_slr import add_slr_config
+    from fastreid_slr import add_run_config, add_slr_config
+    from fastreid_slr.run import seed
 
-    cfg = train_net.add_run_config(add_slr_config(get_cfg()))
+    cfg = add_run_config(add_slr_config(get_cfg()))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
-    train_net.seed(cfg)  # SEED -1: nothing changes
+    seed(cfg)  # SEED -1: nothing changes
     assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
     cfg.SEED = 0
-    train_net.seed(cfg)
+    seed(cfg)
     assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic

@@ -1,15 +1,14 @@
 """Tiny configs and data shared by tests: fast-reid's Baseline with ResNet-18 at 64x32, the one tiny
 SLR run (TINY_SLR), configs as tools/train_net.py builds them, random batches."""
 import argparse
-import importlib.util
 import os
 
 import torch
 from fastreid.config import get_cfg
 
-import fastreid_slr
 from fastreid_slr import add_slr_config
-from procedural_reid import apply_procedural_config
+from fastreid_slr.run import ConfigExtension, load_config
+from procedural_reid import add_procedural_config, apply_procedural_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,19 +85,15 @@ def tiny_slr_opts(**overrides) -> list:
     return [str(x) for item in {**TINY_SLR, **overrides}.items() for x in item]
 
 
-def load_train_net(name="train_net_for_tests"):
-    """tools/train_net.py as a module (tools/ is no package)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", "train_net.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# What tools/train_net.py adds to the plugin's run: the demo's procedural datasets.
+PROCEDURAL = ConfigExtension(add_procedural_config, apply_procedural_config)
 
 
 def train_net_cfg(config_file, *opts):
     """The config tools/train_net.py runs for ``config_file`` and ``opts``: fast-reid's keys, SLR's,
-    the procedural datasets' and SEED."""
+    SEED and the procedural datasets'."""
     args = argparse.Namespace(config_file=config_file, opts=[str(x) for x in opts])
-    return load_train_net().load_config(args)
+    return load_config(args, (PROCEDURAL,))
 
 
 def tiny_slr_cfg(output_dir, source_dir, **overrides):

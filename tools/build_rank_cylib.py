@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Compile fast-reid's Cython rank evaluator in place (far faster than the Python one: README "CPU runs").
+"""Compile fast-reid's Cython rank evaluator in place (far faster than the Python one: docs/performance.md, "CPU runs").
 
 Run once at set-up. Without a C compiler or Cython it prints one warning and exits 0: fast-reid
 then evaluates with its Python implementation.

@@ -46,25 +46,25 @@ import torch.distributed as dist
 from tabulate import tabulate
 
 import fastreid_slr  # noqa: F401  (compat patches and registrations)
-import train_net  # tools/ is this script's folder: the entry point whose `--num-gpus` path is checked
-from fastreid.engine import launch
 from fastreid.engine.train_loop import HookBase
 from fastreid.modeling import build_model
 from fastreid.solver import build_optimizer
 from fastreid.utils import comm
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.events import EventStorage
-from fastreid_slr import faiss_build
+from fastreid_slr import faiss_build, run
 from fastreid_slr.engine import SLRTrainer, ensure_source_weights
 from fastreid_slr.engine.records import RunRecord
 from fastreid_slr.neighbour_search import TorchSearch
 from fastreid_slr.utils import unwrap
+from procedural_reid import add_procedural_config, apply_procedural_config
 from slr_refine import BlasSearch, FaissSearch, cluster_dbscan, clustering_distance, eps_from_rho
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "SLR", "d2m.yml")
 RUNS = ("source", "slr", "amp", "ddp")  # the training folders under --output, renewed on every check
 RANK_RUN = "--rank-run"  # first argument of the DDP child: fast-reid's command line follows
+PROCEDURAL = run.ConfigExtension(add_procedural_config, apply_procedural_config)
 NO_GPU_NOTE = ("No CUDA device: this is the tiny CPU mode (dual ResNet-18, 32x16, a few iterations). Nothing in "
                "this report was measured on a GPU.")
 
@@ -97,7 +97,7 @@ TINY_OPTS = {
     "SLR.CLUSTER.RHO": "0.1", "SLR.REFINE.MIN_CLUSTER_SIZE": "3",
 }
 # Iterations of each timed part: (warm-up, timed); the AMP epoch's (bfloat16 on a CPU without
-# bfloat16 units is far slower than float32: README "CPU runs").
+# bfloat16 units is far slower than float32: docs/performance.md, "CPU runs").
 FULL_STEPS = {"step_time": (5, 50), "features": (2, 10), "repeat": 10, "amp": 20}
 TINY_STEPS = {"step_time": (1, 3), "features": (1, 2), "repeat": 2, "amp": 1}
 
@@ -115,7 +115,7 @@ def check_opts(full: bool, output: str) -> dict:
 
 def build_cfg(opts: dict):
     """The config tools/train_net.py builds for CONFIG and ``opts``."""
-    return train_net.load_config(argparse.Namespace(config_file=CONFIG, opts=opts_list(opts)))
+    return run.load_config(argparse.Namespace(config_file=CONFIG, opts=opts_list(opts)), (PROCEDURAL,))
 
 
 # --------------------------------------------------------------------------- measuring helpers
@@ -173,7 +173,7 @@ def train_steps(model, optimizer, batch, steps, device):
 
 @contextlib.contextmanager
 def seeded_cudnn():
-    """cuDNN as tools/train_net.py sets it for SEED >= 0: deterministic algorithms, no autotuning."""
+    """cuDNN as fastreid_slr.run sets it for SEED >= 0: deterministic algorithms, no autotuning."""
     saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     try:
@@ -275,7 +275,7 @@ class Check:
         stage2.MODEL.WEIGHTS = self.source_weights
         stage2.freeze()
         os.makedirs(stage2.OUTPUT_DIR, exist_ok=True)
-        seed_all_rng(0)  # again, as tools/train_net.py does for SEED >= 0
+        seed_all_rng(0)  # again, as fastreid_slr.run does for SEED >= 0
         with GpuMemory(self.device) as memory2:
             start = time.perf_counter()
             self.trainer = SLRTrainer(stage2)
@@ -472,21 +472,17 @@ class _RankRecord(HookBase):
             json.dump(record, f)
 
 
-def _rank_main(args):
-    """tools/train_net.py's main, its SLRTrainer recording what this rank trained on."""
+class RankRecordingTrainer(SLRTrainer):
+    """tools/train_net.py's trainer, recording what this rank trained on."""
 
-    class RecordingSLRTrainer(SLRTrainer):
-        def build_hooks(self):
-            return super().build_hooks() + [_RankRecord()]
-
-    train_net.SLRTrainer = RecordingSLRTrainer
-    return train_net.main(args)
+    def build_hooks(self):
+        return super().build_hooks() + [_RankRecord()]
 
 
 def rank_run(argv):
-    args = train_net.argument_parser().parse_args(argv)
-    launch(_rank_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    """tools/train_net.py's run (``fastreid_slr.run.launch_main``) with ``RankRecordingTrainer``."""
+    run.launch_main(run.argument_parser().parse_args(argv), trainer_cls=RankRecordingTrainer,
+                    extensions=(PROCEDURAL,))
 
 
 # --------------------------------------------------------------------------- report
@@ -563,7 +559,7 @@ def main():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
 
     check = Check(full, args.output, args.ddp)
-    train_net.apply_procedural_config(check.cfg)
+    apply_procedural_config(check.cfg)
     torch.backends.cudnn.benchmark = check.cfg.CUDNN_BENCHMARK  # as fast-reid's default_setup does
     print(f"[gpu-check] {check.report['machine']['model']} ({'CUDA' if full else 'tiny CPU mode'})", flush=True)
     check.run("pipeline", check.pipeline)

@@ -2,7 +2,7 @@
 without CUDA, as pip installs it: the ``breaks`` patches, applied when ``fastreid_slr`` is imported.
 
 A break is fast-reid code that cannot work there: it raises, hangs, or silently stops learning.
-Each fix changes nothing where fast-reid works (README "fast-reid 1.4.0 on today's torch" lists
+Each fix changes nothing where fast-reid works (docs/compat.md "fast-reid 1.4.0 on today's torch" lists
 them; tests/test_compat.py shows each failure without its fix). Behaviour the plugin chose is no
 patch: it lives in the plugin's own classes and tools, which only the plugin's runs use.
 

@@ -51,30 +51,28 @@ class DecodedImages:
     def decode(cls, items: Sequence, transforms, batch_size: int, num_workers: int,
                device: torch.device) -> Optional["DecodedImages"]:
         """One loader pass over this rank's shard of ``items``, kept on ``device``; None when the
-        transform's values are not uint8."""
+        transform's values are not uint8. The pass leaves torch's random generator as it found it
+        (a loader draws its workers' seed from it): a seeded run draws as it would without a cache."""
         shard = local_shard(len(items))
         images, done = None, 0
         loader = build_feature_loader(items, transforms, batch_size, num_workers)
-        try:
-            for batch in loader:
-                block = batch["images"]
-                if not (torch.equal(block, block.round()) and block.min() >= 0 and block.max() <= 255):
-                    logger.warning("The test-time transform does not give integers 0..255: its images are read "
-                                   "through the loader every pass, not kept")
-                    return None
-                if images is None:
-                    images = torch.empty((len(shard), *block.shape[1:]), dtype=torch.uint8, device=device)
-                images[done:done + len(block)] = block.to(torch.uint8)
-                done += len(block)
-        finally:
-            loader.shutdown()
+        with torch.random.fork_rng(devices=[]):
+            try:
+                for batch in loader:
+                    block = batch["images"]
+                    if not (torch.equal(block, block.round()) and block.min() >= 0 and block.max() <= 255):
+                        logger.warning("The test-time transform does not give integers 0..255: its images are "
+                                       "read through the loader every pass, not kept")
+                        return None
+                    if images is None:
+                        images = torch.empty((len(shard), *block.shape[1:]), dtype=torch.uint8, device=device)
+                    images[done:done + len(block)] = block.to(torch.uint8)
+                    done += len(block)
+            finally:
+                loader.shutdown()
         if done != len(shard):
             raise RuntimeError(f"decoded {done} images for a shard of {len(shard)}")
         return cls(items, images, shard)
-
-    @property
-    def nbytes(self) -> int:
-        return self.images.numel()
 
 
 class CachedBatches:
@@ -97,6 +95,10 @@ class CachedBatches:
         return -(-len(self.rows) // self.batch_size)
 
     def __iter__(self):
+        # A loader draws its workers' base seed from torch's generator at every pass: so do these
+        # batches, so that a seeded run's later draws (augmentations, samplers' workers) are those
+        # of the same run without the cache. The cache changes how fast a run is, not which run.
+        torch.empty((), dtype=torch.int64).random_()
         decoded, shard = self.decoded, self.decoded.shard
         for start in range(0, len(self.rows), self.batch_size):
             rows = self.rows[start:start + self.batch_size]

@@ -18,7 +18,7 @@ def missing_dataset_error(name: str, path: str) -> FileNotFoundError:
         f"Dataset {name} not found: expected {os.path.abspath(path)}. "
         f"Datasets are read from $FASTREID_DATASETS "
         f"(now {os.environ.get('FASTREID_DATASETS', '<unset>, so ./datasets')}); "
-        f"see the README for the layout {name} needs.")
+        f"see docs/getting_started.md ('Datasets') for the layout {name} needs.")
 
 
 def require_dataset_dir(path: str, name: str, subdirs=()) -> str:

@@ -24,8 +24,8 @@ from ..utils import distributed_data_parallel, unwrap
 from .base import PluginTrainer
 from .camera_bn import camera_indices, extract_features_per_camera_bn
 from .features import extract_features
-from .hooks import EpochRecordHook, PseudoLabelHook, TeacherEMAHook
-from .pseudo_labels import PseudoLabeler, TrueIdentityLabeler
+from .hooks import EpochRecordHook, Labeler, PseudoLabelHook, TeacherEMAHook
+from .pseudo_labels import build_labeler
 from .records import EPOCHS_FILE
 
 
@@ -87,9 +87,8 @@ class SLRTrainer(PluginTrainer):
     def build_hooks(self):
         cfg = self.cfg
         _, true_ids = np.unique([pid for _, pid, _ in self.target_items], return_inverse=True)
-        labeler = TrueIdentityLabeler(true_ids) if cfg.SLR.ORACLE else PseudoLabeler.from_config(cfg)
         self.pseudo_label_hook = PseudoLabelHook(
-            labeler, num_items=len(self.target_items), every=cfg.SLR.CLUSTER_EVERY,
+            self.build_labeler(cfg, true_ids), num_items=len(self.target_items), every=cfg.SLR.CLUSTER_EVERY,
             # fast-reid's identity sampler fills the global batch (all ranks) from one pass over the
             # identities; with fewer than IMS_PER_BATCH / NUM_INSTANCE clusters it can loop forever.
             min_clusters=cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE,
@@ -104,6 +103,12 @@ class SLRTrainer(PluginTrainer):
         hooks[eval_at + 1:eval_at + 1] = [self.pseudo_label_hook, record]
         hooks.insert(0, TeacherEMAHook())
         return hooks
+
+    @classmethod
+    def build_labeler(cls, cfg, true_ids) -> Labeler:
+        """This run's labeler (``pseudo_labels.build_labeler``); override it to train on labels of
+        your own (``hooks.Labeler``). ``true_ids``: the target's identities, for controls only."""
+        return build_labeler(cfg, true_ids)
 
     def _evaluate(self):
         """fast-reid's periodic evaluation, reading the cached test images."""

@@ -3,7 +3,7 @@
 - ``SLRCheckpointer`` instead of fast-reid's checkpointer (atomic saves, safe loading, classifiers
   sized from the checkpoint), the ``SLR.CHECKPOINT.KEEP_LAST`` newest per-epoch checkpoints kept,
   and a ``--resume`` that falls back past a checkpoint that does not load;
-- evaluation loaders with ``DATALOADER.NUM_WORKERS`` workers (fast-reid hard-codes 4, README
+- evaluation loaders with ``DATALOADER.NUM_WORKERS`` workers (fast-reid hard-codes 4, docs/performance.md
   "CPU runs"), whose unreadable images name their file;
 - a non-finite loss names the epoch as well as the iteration;
 - fast-reid's parts where they fail the plugin (``fastreid_parts``): ``SOLVER.AMP`` on any device,

@@ -14,7 +14,7 @@ from fastreid.utils.events import EventStorage
 from slr_refine.quality import label_quality
 
 from ..utils import numeric_results, unwrap
-from .pseudo_labels import PseudoLabeler
+from .pseudo_labels import PseudoLabels
 from .records import BEST_BY_TARGET_LABELS, RunRecord, append_record
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,26 @@ class AdaptationTrainer(Protocol):
 
     def last_evaluation(self):
         """The latest evaluation results, or None."""
+
+
+class Labeler(Protocol):
+    """What ``PseudoLabelHook`` needs of its labeler: ``PseudoLabeler`` (clustering and SLR's
+    refinement), ``TrueIdentityLabeler`` (the true-identity control), or a project's own, given to
+    the trainer by overriding ``SLRTrainer.build_labeler``."""
+
+    needs_source_features: bool  # whether __call__ wants the source train set's features too
+
+    def __call__(self, features: np.ndarray, source_features: Optional[np.ndarray] = None) -> PseudoLabels:
+        """This epoch's labels (-1: not trained on) from the teacher features of the target train set."""
+
+    def advice(self, stats: dict, num_items: int) -> str:
+        """What to change when the labels of ``stats`` hold too few clusters for a batch."""
+
+    def state_dict(self) -> dict:
+        """What a resume needs (lists and numbers only: checkpoints load with ``weights_only``)."""
+
+    def load_state_dict(self, state: dict) -> None:
+        ...
 
 
 def _broadcast_from_main(obj):
@@ -91,7 +111,7 @@ class PseudoLabelHook(HookBase):
     statistics go to the event storage and ``epoch_stats`` (for ``EpochRecordHook``).
     """
 
-    def __init__(self, labeler: PseudoLabeler, num_items: int, every: int = 1, min_clusters: int = 2,
+    def __init__(self, labeler: Labeler, num_items: int, every: int = 1, min_clusters: int = 2,
                  true_ids: Optional[Sequence] = None):
         """``min_clusters``: fewer clusters cannot fill a PK batch (fast-reid's identity sampler
         would loop forever), so such an epoch counts as a degenerate clustering."""
@@ -144,13 +164,8 @@ class PseudoLabelHook(HookBase):
 
     def _degenerate(self, epoch: int, stats: dict):
         """Too few clusters: keep training on the last labels, or stop with advice."""
-        merged = stats["outliers_before"] < self.num_items / 2
-        radius = f"{self.labeler.radius_key} (eps now {stats['eps']:.3f})"
-        advice = (f"epoch {epoch}: clustering gave {stats['clusters_before']} clusters and "
-                  f"{stats['clusters_after']} after refinement, fewer than the {self.min_clusters} a "
-                  f"batch needs, with {stats['outliers_before']} outliers of {self.num_items}; "
-                  + (f"clusters merged: lower {radius}" if merged else
-                     f"raise {radius} or lower SLR.CLUSTER.MIN_SAMPLES / SLR.REFINE.MIN_CLUSTER_SIZE"))
+        advice = (f"epoch {epoch}: {stats['clusters_after']} clusters to train on, fewer than the "
+                  f"{self.min_clusters} a batch needs; {self.labeler.advice(stats, self.num_items)}")
         if self.labels is None:
             raise RuntimeError(f"No usable pseudo-labels at {advice}")
         logger.warning(f"Keeping the previous epoch's pseudo-labels: {advice}")

@@ -86,10 +86,14 @@ class PseudoLabeler:
     def needs_source_features(self) -> bool:
         return self.source_weight > 0
 
-    @property
-    def radius_key(self) -> str:
-        """The config key that sets DBSCAN's radius (for advice on a degenerate clustering)."""
-        return "SLR.CLUSTER.RHO" if self.rho > 0 else "SLR.CLUSTER.EPS"
+    def advice(self, stats: dict, num_items: int) -> str:
+        """Too few clusters: they merged (few outliers), or too few images were dense enough."""
+        radius = f"{'SLR.CLUSTER.RHO' if self.rho > 0 else 'SLR.CLUSTER.EPS'} (eps now {stats['eps']:.3f})"
+        found = (f"clustering gave {stats['clusters_before']} clusters with {stats['outliers_before']} outliers of "
+                 f"{num_items}: ")
+        if stats["outliers_before"] < num_items / 2:
+            return found + f"clusters merged: lower {radius}"
+        return found + f"raise {radius} or lower SLR.CLUSTER.MIN_SAMPLES / SLR.REFINE.MIN_CLUSTER_SIZE"
 
     def __call__(self, features: np.ndarray, source_features: Optional[np.ndarray] = None) -> PseudoLabels:
         """This epoch's labels from the teacher features of the target train set (and, with a source
@@ -142,7 +146,6 @@ class TrueIdentityLabeler:
     how much a perfect pseudo-labelling could give with this schedule: the upper bound of UDA."""
 
     needs_source_features = False
-    radius_key = "SLR.ORACLE"
 
     def __init__(self, true_ids):
         _, self.true_ids = np.unique(np.asarray(true_ids), return_inverse=True)
@@ -153,8 +156,39 @@ class TrueIdentityLabeler:
                  "outliers_after": 0, "kept_fraction": 1.0, "refined": 0.0, "eps": float("nan")}
         return PseudoLabels(labels=self.true_ids.copy(), soft_labels=None, stats=stats)
 
+    def advice(self, stats: dict, num_items: int) -> str:
+        return (f"the target's train split has {stats['clusters_after']} identities: SLR.ORACLE needs a target "
+                f"with more, or a smaller SOLVER.IMS_PER_BATCH")
+
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class WrappedLabeler:
+    """A labeler (``hooks.Labeler``) that changes another's labels: subclasses override ``__call__``
+    (calling ``self.labeler``) and inherit the rest, which the wrapped labeler answers."""
+
+    def __init__(self, labeler):
+        self.labeler = labeler
+        self.needs_source_features = labeler.needs_source_features
+
+    def __call__(self, features: np.ndarray, source_features: Optional[np.ndarray] = None) -> PseudoLabels:
+        return self.labeler(features, source_features)
+
+    def advice(self, stats: dict, num_items: int) -> str:
+        return self.labeler.advice(stats, num_items)
+
+    def state_dict(self) -> dict:
+        return self.labeler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.labeler.load_state_dict(state)
+
+
+def build_labeler(cfg, true_ids) -> "PseudoLabeler | TrueIdentityLabeler":
+    """The labeler the config asks for: the target's true identities (``true_ids``) with
+    ``SLR.ORACLE``, else pseudo-labels from clustering and SLR's refinement."""
+    return TrueIdentityLabeler(true_ids) if cfg.SLR.ORACLE else PseudoLabeler.from_config(cfg)
