@@ -1,5 +1,16 @@
 """fastreid-slr: SLR pseudo-label refinement for unsupervised domain adaptive Re-ID, as a fast-reid plugin."""
+import os
+
 from setuptools import find_packages, setup
+
+
+def engine_requirements():
+    """slr_refine's own needs (requirements/engine.txt), which its torch-free test venv installs too."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements", "engine.txt")) as f:
+        return [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+
+
+EXPORT_REQUIREMENTS = ["onnx>=1.23,<2", "onnxscript>=0.7,<0.8", "onnxruntime>=1.32,<2"]
 
 setup(
     name="fastreid-slr",
@@ -10,14 +21,9 @@ setup(
     python_requires=">=3.9",
     # fastreid==1.4.0 itself is installed with --no-deps (its metadata pins torch 1.13, which has no
     # wheels for current Pythons); these are its real run-time needs plus ours (faiss: an extra).
-    install_requires=[
+    install_requires=engine_requirements() + [
         "torch>=2.0,<2.15",
         "torchvision>=0.15,<0.30",
-        "numpy>=1.24,<3",
-        "scipy>=1.10,<2",
-        "scikit-learn>=1.3,<2",
-        "hdbscan>=0.8.33,<0.9",
-        "numba>=0.58,<1",  # compiled kernels of the Jaccard distance and the HDBSCAN fast path
         "opencv-python-headless>=4.8,<6",
         "yacs>=0.1.8,<0.2",
         "tabulate>=0.9,<1",
@@ -30,9 +36,13 @@ setup(
     # Exactly one faiss: both builds install the same `faiss` package and overwrite each other, so
     # neither is a plain requirement. `make setup` picks "gpu" on a machine with CUDA (faiss-gpu,
     # Meta's CUDA 12 wheels for Python 3.10+), "cpu" elsewhere.
+    # "export": tools/export.py (ONNX: onnx, onnxscript, which torch's exporter needs, and
+    # onnxruntime for the check); training never imports them. "test" includes it: the suite
+    # checks exports against onnxruntime.
     extras_require={
         "cpu": ["faiss-cpu>=1.7.4,<2"],
         "gpu": ["faiss-gpu>=1.14.3,<2"],
-        "test": ["pytest>=7,<10", "Cython>=3.0,<4"],
+        "export": EXPORT_REQUIREMENTS,
+        "test": ["pytest>=7,<10", "Cython>=3.0,<4"] + EXPORT_REQUIREMENTS,
     },
 )

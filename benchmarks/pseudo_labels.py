@@ -6,6 +6,7 @@ previous engine and fast-reid's dense reference.
     python benchmarks/pseudo_labels.py --n 32621 --dim 4096 --source 12936 --previous /tmp/base \\
         --skip-plain-hdbscan --repeats 1     # MSMT17 scale: its 32,621 training images <- Market's
     python benchmarks/pseudo_labels.py --n 1500 --dim 64 --source 500 --repeats 1   # a smoke run
+    ... --cameras 15      # also CA-Jaccard on 15 synthetic cameras (MSMT17 has 15)
 
 ``--previous PATH``: an older checkout of this repository (``git worktree add /tmp/base <commit>``).
 D=4,096 is what the teacher gives: two 2,048-d branches, concatenated.
@@ -14,7 +15,9 @@ What is compared, all at k1 30, k2 6, eps ``--eps``, min_samples 4 and the same 
 (``--source M`` synthetic source images of other identities, λ ``--source-weight``; none without):
 
 - ours: ``slr_refine.clustering_distance`` + ``slr_refine.cluster_dbscan``, for each Jaccard variant
-  ("fastreid": fast-reid's / SpCL's; "abmt": ABMT's, the paper configs') on each search backend:
+  ("fastreid": fast-reid's / SpCL's; "abmt": ABMT's, the paper configs'; with ``--cameras C`` also
+  "fastreid-ca" / "abmt-ca": CA-Jaccard at its authors' sizes, over each variant's kernel, on the
+  generator's C cameras) on each search backend:
   ``blas`` (numpy BLAS blocks) and ``faiss`` (flat indexes) on the CPU, and with ``--gpu`` torch on
   CUDA (``fastreid_slr.neighbour_search.TorchSearch``) and faiss on the GPU. One exact search gives
   every neighbour the step needs (the k nearest, ABMT's farthest row, the nearest source image),
@@ -53,8 +56,9 @@ machine flatters whichever side suffers less from it, so compare on a quiet one.
 Last line: ``abmt_over_fastreid=<x> faiss_over_blas=<x> previous_over_ours_fastreid=<x|skipped>
 previous_over_ours_abmt=<x|skipped> labels_identical_across_searches=<bool>
 labels_identical_to_previous=<bool|skipped> speedup_vs_reference=<x|skipped>
-labels_identical_to_reference=<bool|skipped> refine_share=<f|skipped> peak_rss_gb=<GB>``: totals of
-the clustering step, ours on blas unless named (faiss_over_blas: the abmt variant's; peak_rss_gb:
+labels_identical_to_reference=<bool|skipped> refine_share=<f|skipped> ca_over_blind_abmt=<x|skipped>
+peak_rss_gb=<GB>``: totals of the clustering step, ours on blas unless named (faiss_over_blas: the
+abmt variant's; ca_over_blind_abmt: CA-Jaccard's over the camera-blind, abmt kernel; peak_rss_gb:
 the highest of our CPU processes, the refinement's included). ``--json PATH`` writes every number.
 """
 import argparse
@@ -74,6 +78,8 @@ import numpy as np
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 K1, K2, MIN_SAMPLES = 30, 6, 4
 VARIANTS = ("fastreid", "abmt")
+# CA-Jaccard over a variant's kernel (``--cameras``): "<variant>-ca".
+CAMERA_AWARE = "-ca"
 # Search backends of our step, in table order: the two CPU ones always, the GPU ones with --gpu.
 BACKENDS = {"blas": "blas", "faiss": "faiss", "torch_cuda": "torch CUDA", "faiss_gpu": "faiss GPU"}
 CPU_BACKENDS = ("blas", "faiss")
@@ -96,7 +102,7 @@ def synthetic_features(n, dim, n_ids, epoch, seed=0, improvement=0.9, n_cameras=
     image keeps half of its previous noise, identity centres drift a little, and an ambiguous
     image's mix of its two identities is redrawn (which one dominates can flip).
 
-    Returns (features float32 (n, dim), identities (n,)).
+    Returns (features float32 (n, dim), identities (n,), cameras (n,)).
     """
     rng = np.random.default_rng(seed)
     families = _unit_rows(rng, (n_ids + 2) // 3, dim)
@@ -120,7 +126,7 @@ def synthetic_features(n, dim, n_ids, epoch, seed=0, improvement=0.9, n_cameras=
     scale = improvement ** epoch
     features = centers[ids] + scale * cameras[camera] + scale * sigma[:, None] * noise
     features[ambiguous] += mix * (centers[other] - centers[ids[ambiguous]])
-    return features.astype(np.float32), ids
+    return features.astype(np.float32), ids, camera
 
 
 # ---------------------------------------------------------------- child processes (one step each)
@@ -179,11 +185,14 @@ def _search_device(backend, fallbacks):
     return "GPU 0"
 
 
-def _clustering_step(refine, features, source, variant, source_weight, eps, backend):
-    """The clustering step of the one-search API: (labels, distance, seconds of each part)."""
+def _clustering_step(refine, features, source, variant, source_weight, eps, backend, cameras=None):
+    """The clustering step of the one-search API: (labels, distance, seconds of each part); a
+    "-ca" variant is CA-Jaccard on ``cameras``."""
+    camera_aware = variant.endswith(CAMERA_AWARE)
     start = time.perf_counter()
-    distance = refine.clustering_distance(features, k1=K1, k2=K2, variant=variant, source=source,
-                                          source_weight=source_weight, backend=backend)
+    distance = refine.clustering_distance(features, k1=K1, k2=K2, variant=variant.removesuffix(CAMERA_AWARE),
+                                          source=source, source_weight=source_weight, backend=backend,
+                                          cameras=cameras if camera_aware else None)
     dbscan_start = time.perf_counter()
     labels = refine.cluster_dbscan(distance.dist, eps, min_samples=MIN_SAMPLES, absent=distance.absent)
     end = time.perf_counter()
@@ -206,12 +215,15 @@ def child_ours_cluster(work, tag, eps, backend, variant, source_weight=0.0):
     _faiss_threads()
     search = _search_backend(backend)
     features, source = _load_inputs(work, tag, source_weight)
+    cameras = np.load(work / "cameras.npy") if variant.endswith(CAMERA_AWARE) else None
     compile_kernels()
-    refine.search_neighbours(features[:64], 8, farthest=True, others=features[:16], backend=search)
+    refine.search_neighbours(features[:64], 8, farthest=True, others=features[:16], backend=search,
+                             cameras=np.arange(64) % 3, within=4, across=4)
     baseline = _rss_now_gb()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        labels, dist, seconds = _clustering_step(refine, features, source, variant, source_weight, eps, search)
+        labels, dist, seconds = _clustering_step(refine, features, source, variant, source_weight, eps, search,
+                                                 cameras)
     peak = _peak_rss_gb()
     np.save(work / f"labels_ours_{backend}_{variant}_{tag}.npy", labels)
     fallbacks = [str(w.message) for w in caught if "searching on the CPU" in str(w.message)]
@@ -462,6 +474,9 @@ def main():
     parser.add_argument("--source", type=int, default=0, help="source images for ABMT's source term (0: none)")
     parser.add_argument("--source-weight", type=float, default=0.1, help="λ of the source term")
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--cameras", type=int, default=0,
+                        help="also time CA-Jaccard on this many synthetic cameras (0: camera-blind only; the "
+                             "generator's default is 6 cameras)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every process, all sides")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each timed step; the median is reported")
     parser.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
@@ -487,6 +502,8 @@ def main():
     if args.previous and not (args.previous / "slr_refine" / "__init__.py").is_file():
         parser.error(f"--previous {args.previous}: no slr_refine package there")
     n_ids = args.ids or max(2, round(args.n / 17.2))
+    variants = VARIANTS + tuple(variant + CAMERA_AWARE for variant in VARIANTS if args.cameras)
+    n_cameras = args.cameras or 6
     reference_gb, available_gb = reference_peak_gb(args.n, args.dim, args.source), available_memory_gb()
     run_reference = not args.skip_reference and reference_gb < available_gb
     run_refine = not args.skip_refine
@@ -494,7 +511,8 @@ def main():
     threads, repeats = args.threads, args.repeats
     weight = args.source_weight if args.source else 0.0
     print(f"N={args.n} D={args.dim} identities={n_ids} eps={args.eps} alpha={args.alpha} k1={K1} k2={K2} "
-          f"min_samples={MIN_SAMPLES} source images={args.source} (λ {weight}); "
+          f"min_samples={MIN_SAMPLES} source images={args.source} (λ {weight}) cameras={n_cameras}"
+          f"{' (CA-Jaccard: k1 intra 5 / inter 20, k2 3 / 3)' if args.cameras else ''}; "
           f"{threads} thread(s) per process on every side, median of {repeats} run(s)")
     print(f"dense reference: ~{reference_gb:.1f} GB peak estimated, {available_gb:.1f} GB available: "
           f"{'runs' if run_reference else 'skipped'}")
@@ -512,16 +530,18 @@ def main():
 
         truth = {}
         for tag, epoch in (("prev", 0), ("cur", 1)):
-            features, truth[tag] = synthetic_features(args.n, args.dim, n_ids, epoch)
+            features, truth[tag], cameras = synthetic_features(args.n, args.dim, n_ids, epoch, n_cameras=n_cameras)
             np.save(work / f"features_{tag}.npy", features)
+        np.save(work / "cameras.npy", cameras)  # an image's camera is the same every epoch
         if args.source:  # other identities, drawn like the target's
-            np.save(work / "features_source.npy", synthetic_features(args.source, args.dim, n_ids, 1, seed=1)[0])
+            np.save(work / "features_source.npy",
+                    synthetic_features(args.source, args.dim, n_ids, 1, seed=1, n_cameras=n_cameras)[0])
         del features
         cluster = {"eps": args.eps, "source_weight": weight}
         if run_refine:
             run_child("ours_cluster", work, threads, tag="prev", backend="blas", variant="fastreid", **cluster)
         ours = {backend: {variant: run_median("ours_cluster", work, threads, repeats, tag="cur", backend=backend,
-                                              variant=variant, **cluster) for variant in VARIANTS}
+                                              variant=variant, **cluster) for variant in variants}
                 for backend in backends}
         previous = None
         if args.previous:
@@ -539,7 +559,7 @@ def main():
         plain = run_child("plain_hdbscan", work, threads, seed=0) if run_plain else None
 
         labels = {(backend, variant): np.load(work / f"labels_ours_{backend}_{variant}_cur.npy")
-                  for backend in backends for variant in VARIANTS}
+                  for backend in backends for variant in variants}
         if previous:
             labels.update({("previous", variant): np.load(work / f"labels_previous_{variant}_cur.npy")
                            for variant in VARIANTS})
@@ -552,7 +572,7 @@ def main():
             labels["plain_permuted"] = np.load(work / "labels_plain_hdbscan_permuted.npy")
 
     columns = [(f"ours {BACKENDS[backend]} {variant}", ours[backend][variant]) for backend in backends
-               for variant in VARIANTS]
+               for variant in variants]
     older_api = previous and previous["fastreid"]["api"].endswith("(older)")
     if previous:
         columns += [(f"previous {variant}{' (a)' if older_api else ''}", previous[variant]) for variant in VARIANTS]
@@ -577,20 +597,20 @@ def main():
         return (f" ({int((labels[a] != labels[b]).sum())} labels differ, ARI "
                 f"{adjusted_rand_score(labels[a], labels[b]):.4f})" if not same(a, b) else "")
 
-    total = {(backend, variant): ours[backend][variant]["total_s"] for backend in backends for variant in VARIANTS}
+    total = {(backend, variant): ours[backend][variant]["total_s"] for backend in backends for variant in variants}
     abmt_over_fastreid = total["blas", "abmt"] / total["blas", "fastreid"]
     print(f"\nabmt / fastreid (ours, blas, total) = {abmt_over_fastreid:.2f} (target: <= 1.2 at Market scale)")
-    over_blas = {backend: {variant: total[backend, variant] / total["blas", variant] for variant in VARIANTS}
+    over_blas = {backend: {variant: total[backend, variant] / total["blas", variant] for variant in variants}
                  for backend in backends[1:]}
-    across = {backend: {variant: same((backend, variant), ("blas", variant)) for variant in VARIANTS}
+    across = {backend: {variant: same((backend, variant), ("blas", variant)) for variant in variants}
               for backend in backends[1:]}
     for backend in backends[1:]:
         print(f"{BACKENDS[backend]} / blas (total): " + ", ".join(
-            f"{variant} {over_blas[backend][variant]:.2f}" for variant in VARIANTS))
+            f"{variant} {over_blas[backend][variant]:.2f}" for variant in variants))
     for backend in backends[1:]:
         print(f"labels, {BACKENDS[backend]} search vs blas identical: " + ", ".join(
             f"{variant} {across[backend][variant]}{differ((backend, variant), ('blas', variant))}"
-            for variant in VARIANTS))
+            for variant in variants))
     identical_across = all(all(by_variant.values()) for by_variant in across.values())
     print(f"labels identical across searches: {identical_across}")
     over_ours = to_previous = identical_previous = None
@@ -603,6 +623,11 @@ def main():
         print("labels, ours (blas) vs previous version identical: " + ", ".join(
             f"{variant} {to_previous[variant]}{differ(('blas', variant), ('previous', variant))}"
             for variant in VARIANTS))
+    ca_over_blind = {variant: total["blas", variant + CAMERA_AWARE] / total["blas", variant]
+                     for variant in VARIANTS if args.cameras}
+    if args.cameras:
+        print("CA-Jaccard / camera-blind (ours, blas, total): " + ", ".join(
+            f"{variant} {ratio:.2f}" for variant, ratio in ca_over_blind.items()))
     print(f"ABMT's Jaccard vs fast-reid's (ours, blas, same k1, k2, eps, source term): ARI "
           f"{adjusted_rand_score(labels['blas', 'fastreid'], labels['blas', 'abmt']):.4f}")
 
@@ -628,7 +653,7 @@ def main():
         print("\nreference: skipped (--skip-reference)")
     from slr_refine.quality import label_quality
 
-    for variant in VARIANTS:
+    for variant in variants:
         quality = label_quality(labels["blas", variant], truth["cur"])
         print(f"DBSCAN ({variant}) vs truth: ARI {quality['ari']:.3f} (outliers as singletons), pair precision "
               f"{quality['pair_precision']:.3f} / recall {quality['pair_recall']:.3f}, "
@@ -658,7 +683,7 @@ def main():
     elif run_refine:
         print("\nplain HDBSCAN comparison: skipped (--skip-plain-hdbscan)")
 
-    peak = max([ours[backend][variant]["peak_rss_gb"] for backend in CPU_BACKENDS for variant in VARIANTS]
+    peak = max([ours[backend][variant]["peak_rss_gb"] for backend in CPU_BACKENDS for variant in variants]
                + ([refined["peak_rss_gb"]] if refined else []))
     if args.json:
         args.json.write_text(json.dumps({
@@ -668,7 +693,8 @@ def main():
             "previous_path": str(args.previous) if args.previous else None, "reference": reference,
             "reference_killed": reference_killed, "reference_peak_gb_estimated": reference_gb,
             "available_gb": available_gb, "refine": refined, "plain_hdbscan": plain,
-            "abmt_over_fastreid": abmt_over_fastreid, "over_blas": over_blas, "previous_over_ours": over_ours,
+            "cameras": args.cameras, "abmt_over_fastreid": abmt_over_fastreid, "ca_over_blind": ca_over_blind,
+            "over_blas": over_blas, "previous_over_ours": over_ours,
             "speedup_vs_reference": speedup, "labels_identical_to_blas": across,
             "labels_identical_across_searches": identical_across, "labels_identical_to_previous_by_variant": to_previous,
             "labels_identical_to_previous": identical_previous, "labels_identical_to_reference": identical_reference,
@@ -680,7 +706,8 @@ def main():
           f"labels_identical_to_previous={identical_previous if previous else 'skipped'} "
           f"speedup_vs_reference={_ratio(speedup)} "
           f"labels_identical_to_reference={identical_reference if reference else 'skipped'} "
-          f"refine_share={f'{share:.4f}' if refined else 'skipped'} peak_rss_gb={peak:.2f}")
+          f"refine_share={f'{share:.4f}' if refined else 'skipped'} "
+          f"ca_over_blind_abmt={_ratio(ca_over_blind.get('abmt'))} peak_rss_gb={peak:.2f}")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,19 @@ def add_slr_config(cfg):
     # teacher with BN statistics of that camera alone: two passes per clustering), "centre" /
     # "standardize" (each camera's mean / mean and spread removed from the embedding).
     _C.SLR.CLUSTER.CAMERA_AWARE = "none"
+    # CA-Jaccard (Chen et al., CVPR 2024; slr_refine/ca_jaccard.py), label-free too: the k-reciprocal
+    # sets and the query expansion of the Jaccard distance taken within each image's camera and
+    # across the other cameras, with the four sizes below instead of K1 / K2, over JACCARD's kernel
+    # (combinable with CAMERA_AWARE and the source term). False: the paper's camera-blind distance.
+    _C.SLR.CLUSTER.CAMERA_JACCARD = False
+    # Intra-camera k-reciprocal set over the image and its CA_K1_INTRA nearest of its camera (authors: 5).
+    _C.SLR.CLUSTER.CA_K1_INTRA = 5
+    # Inter-camera k-reciprocal set over the CA_K1_INTER + 1 nearest images of other cameras (authors: 20).
+    _C.SLR.CLUSTER.CA_K1_INTER = 20
+    # Query expansion over the first CA_K2_INTRA of the intra-camera list (the image first) ...
+    _C.SLR.CLUSTER.CA_K2_INTRA = 3
+    # ... and the CA_K2_INTER nearest images of other cameras (authors: 3 / 3; their README also 2 / 4).
+    _C.SLR.CLUSTER.CA_K2_INTER = 3
     # Where the exact neighbour search of the clustering distance runs (every backend gives the same
     # neighbours): "auto" (torch on a CUDA MODEL.DEVICE, BLAS blocks on the CPU), "blas", "torch"
     # (float32 products on the run's device; the CPU after an out-of-memory, with a warning), "faiss"

@@ -35,7 +35,9 @@ def _ieee_float32_matmul():
 
 class TorchSearch:
     """float32 products in torch on ``device``, ``block_rows`` query rows at a time: each block's
-    nearest, farthest and nearest-source candidates are ``topk`` reductions of its products.
+    nearest, farthest and nearest-source candidates are ``topk`` reductions of its products, and
+    with camera ids its nearest of the same and of the other cameras ``topk`` of the block masked
+    by camera (the masked copies halve the rows of a block).
 
     Out of device memory, the search runs on the CPU (``BlasSearch``) with a warning.
     """
@@ -46,33 +48,42 @@ class TorchSearch:
         self.device = torch.device(device)
         self.max_block_bytes = max_block_bytes
 
-    def candidates(self, features, n_near, n_far, others, n_other) -> Candidates:
+    def candidates(self, features, n_near, n_far, others, n_other, cameras=None, n_within=0,
+                   n_across=0) -> Candidates:
+        wanted = (features, n_near, n_far, others, n_other, cameras, n_within, n_across)
         try:
             with _ieee_float32_matmul():
-                return self._candidates(features, n_near, n_far, others, n_other)
+                return self._candidates(*wanted)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             warnings.warn(f"the neighbour search ran out of memory on {self.device} ({str(exc).splitlines()[0]}); "
                           f"searching on the CPU", RuntimeWarning)
-            return BlasSearch().candidates(features, n_near, n_far, others, n_other)
+            return BlasSearch().candidates(*wanted)
 
     @torch.no_grad()
-    def _candidates(self, features, n_near, n_far, others, n_other) -> Candidates:
+    def _candidates(self, features, n_near, n_far, others, n_other, cameras, n_within, n_across) -> Candidates:
         base = torch.from_numpy(features).to(self.device)
         norms = (base.double() ** 2).sum(1).float()
         other_base = other_norms = None
         if n_other:
             other_base = torch.from_numpy(others).to(self.device)
             other_norms = (other_base.double() ** 2).sum(1).float()
+        by_camera = bool(n_within or n_across)
+        camera_ids = torch.from_numpy(cameras).to(self.device) if by_camera else None
         widest = max(len(features), len(others) if n_other else 0)
-        rows = int(max(1, min(4096, self.max_block_bytes // (4 * widest))))
-        parts = {key: [] for key in ("near", "near_edge", "far", "far_edge", "other", "other_edge")}
+        rows = int(max(1, min(4096, self.max_block_bytes // (4 * widest * (2 if by_camera else 1)))))
+        parts = {key: [] for name in ("near", "far", "other", "within", "across") for key in (name, name + "_edge")}
         for start in range(0, len(features), rows):
             block = base[start:start + rows]
-            if n_near or n_far:
+            if n_near or n_far or by_camera:
                 distances = norms[start:start + rows, None] + norms[None, :] - 2 * (block @ base.T)
                 self._keep(parts, "near", distances, n_near, largest=False)
                 self._keep(parts, "far", distances, n_far, largest=True)
+                if by_camera:
+                    same = camera_ids[start:start + rows, None] == camera_ids[None, :]
+                    self._keep(parts, "within", distances.masked_fill(~same, float("inf")), n_within, largest=False)
+                    self._keep(parts, "across", distances.masked_fill(same, float("inf")), n_across, largest=False)
+                    del same
                 del distances
             if n_other:
                 distances = norms[start:start + rows, None] + other_norms[None, :] - 2 * (block @ other_base.T)
@@ -85,9 +96,10 @@ class TorchSearch:
 
     @staticmethod
     def _keep(parts, key, distances, count, largest):
+        """The block's ``count`` extreme candidates; -1 for a masked (infinite) one."""
         if count:
             values, indices = torch.topk(distances, count, dim=1, largest=largest, sorted=True)
-            parts[key].append(indices.cpu().numpy())
+            parts[key].append(torch.where(torch.isinf(values), -1, indices).cpu().numpy())
             parts[key + "_edge"].append(values[:, -1].cpu().numpy())
 
 

@@ -5,6 +5,7 @@ Per epoch: ``clustering_distance`` (one exact ``search_neighbours`` pass -> ``ja
 labels, hardening). Nothing here imports torch or fast-reid: the paper's claim is that SLR helps
 any clustering-based self-supervised system.
 """
+from .ca_jaccard import CameraJaccard
 from .camera import CAMERA_NORMALIZATIONS, camera_normalized
 from .cluster import cluster_dbscan, cluster_hdbscan, eps_from_rho
 from .distance import ClusteringDistance, clustering_distance
@@ -13,7 +14,8 @@ from .jaccard import JACCARD_VARIANTS, jaccard_distance, jaccard_ranks
 from .labels import relabel_contiguous
 from .projection import NORMALIZATIONS, iou_projection, project_soft_labels, refine_soft_labels, sparse_projection
 from .refiner import PREV_SOURCES, REFINER_HARDEN_METHODS, RefineResult, SLRRefiner
-from .search import BlasSearch, FaissSearch, NeighbourSearch, Neighbours, normalize_features, search_neighbours
+from .search import NeighbourSearch, Neighbours, normalize_features, search_neighbours
+from .search_backends import BlasSearch, FaissSearch
 from .source_term import add_source_term, source_distances, source_term_of
 from .sparse import JACCARD_ABSENT, AbsentPairs, to_dense_distance
 
@@ -21,6 +23,7 @@ __all__ = [
     "AbsentPairs",
     "BlasSearch",
     "CAMERA_NORMALIZATIONS",
+    "CameraJaccard",
     "ClusteringDistance",
     "FaissSearch",
     "HARDEN_METHODS",

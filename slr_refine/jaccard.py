@@ -14,10 +14,13 @@ normalised over the expanded set, ``M_i`` the squared distance from i to the far
 whole set (ABMT divides each row of its dense distance matrix by the row's maximum). ``M_i`` comes
 from the same search as the ranks (``search.search_neighbours``), so both variants cost one search.
 
+With ``cameras``: CA-Jaccard (``ca_jaccard.py``), the sets and the query expansion taken within
+each image's camera and across the others, over either variant's kernel, from the same search.
+
 Why not fast-reid's own code: it fills three dense N×N matrices and loops over rows in Python
 (memory grows as N²: 40 GB per float32 matrix at N=100k). Here every step is sparse and the per-row
-loops are numba kernels, O(N · nnz(row)): time and memory grow linearly in N. The result follows
-the sparse convention of ``sparse.py``.
+loops are numba kernels, O(N · nnz(row)): time and memory grow linearly in N. The distance of the
+encodings is ``overlap.py``'s, in the sparse convention of ``sparse.py``.
 """
 from typing import Optional
 
@@ -25,9 +28,11 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .ca_jaccard import CameraJaccard
+from .overlap import encoding_distance, grow
 from .search import Neighbours, NeighbourSearch, normalize_features, search_neighbours, squared_distance
 
-__all__ = ["JACCARD_VARIANTS", "jaccard_distance", "jaccard_ranks"]
+__all__ = ["JACCARD_VARIANTS", "jaccard_distance", "jaccard_ranks", "jaccard_search"]
 
 # fast-reid's / SpCL's definition, and ABMT's (module docstring).
 JACCARD_VARIANTS = ("fastreid", "abmt")
@@ -42,18 +47,8 @@ def jaccard_ranks(variant: str, k1: int, n: int) -> int:
 
 
 @numba.njit(cache=True)
-def _grow(buffer, used, extra):
-    """Return ``buffer`` or a copy at least twice as large, so that ``used + extra`` fits."""
-    if used + extra <= buffer.shape[0]:
-        return buffer
-    grown = np.empty(max(2 * buffer.shape[0], used + extra), dtype=buffer.dtype)
-    grown[:used] = buffer[:used]
-    return grown
-
-
-@numba.njit(cache=True)
 def _reciprocal_sets(ranks, n_columns):
-    """CSR (indptr, indices) of R(i): j among i's first n_columns neighbours and i among j's."""
+    """CSR (indptr, indices) of R(i): j among i's first n_columns neighbours and i among j's (-1: none)."""
     n = ranks.shape[0]
     indptr = np.zeros(n + 1, dtype=np.int64)
     indices = np.empty(n * n_columns, dtype=np.int64)
@@ -62,6 +57,8 @@ def _reciprocal_sets(ranks, n_columns):
         start = used
         for a in range(n_columns):
             j = ranks[i, a]
+            if j < 0:
+                continue
             for b in range(n_columns):
                 if ranks[j, b] == i:
                     indices[used] = j
@@ -87,7 +84,7 @@ def _expanded_sets(full_ptr, full_idx, half_ptr, half_idx):
             in_full[full_idx[t]] = True
         for t in range(full_ptr[i], full_ptr[i + 1]):
             j = full_idx[t]
-            indices = _grow(indices, used, 1)
+            indices = grow(indices, used, 1)
             indices[used] = j
             used += 1
             in_expanded[j] = True
@@ -99,7 +96,7 @@ def _expanded_sets(full_ptr, full_idx, half_ptr, half_idx):
                 if in_full[half_idx[s]]:
                     overlap += 1
             if overlap > 2.0 / 3.0 * size:
-                indices = _grow(indices, used, size)
+                indices = grow(indices, used, size)
                 for s in range(half_ptr[c], half_ptr[c + 1]):
                     j = half_idx[s]
                     if not in_expanded[j]:
@@ -131,82 +128,53 @@ def _gaussian_weights(features, indptr, indices, row_scale):
     return weights
 
 
-@numba.njit(cache=True)
-def _jaccard_upper(v_ptr, v_idx, v_val, c_ptr, c_idx, c_val):
-    """Upper triangle (j > i) of d(i, j) = 1 - m / (2 - m), m = Σ_k min(V[i,k], V[j,k]) > 0.
-
-    Row i scatters over the columns k of V[i] and, for each, the rows j holding k (CSC of V), so the
-    cost is O(Σ_k nnz(column k)) per row, never O(N). m is summed in float32 over k ascending, the
-    order fast-reid uses, so equal encodings give bit-equal distances.
-    """
-    n = v_ptr.shape[0] - 1
-    overlap = np.zeros(n, dtype=np.float32)
-    touched = np.zeros(n, dtype=np.bool_)
-    partners = np.empty(n, dtype=np.int64)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    indices = np.empty(16 * n + 16, dtype=np.int32)
-    values = np.empty(16 * n + 16, dtype=np.float32)
-    one, two, zero = np.float32(1.0), np.float32(2.0), np.float32(0.0)
-    used = 0
-    for i in range(n):
-        n_partners = 0
-        for a in range(v_ptr[i], v_ptr[i + 1]):
-            k = v_idx[a]
-            v_ik = v_val[a]
-            first = c_ptr[k] + np.searchsorted(c_idx[c_ptr[k]:c_ptr[k + 1]], i + 1)
-            for b in range(first, c_ptr[k + 1]):
-                j = c_idx[b]
-                if not touched[j]:
-                    touched[j] = True
-                    partners[n_partners] = j
-                    n_partners += 1
-                overlap[j] += min(v_ik, c_val[b])
-        found = np.sort(partners[:n_partners])
-        indices = _grow(indices, used, n_partners)
-        values = _grow(values, used, n_partners)
-        for t in range(n_partners):
-            j = found[t]
-            m = overlap[j]
-            distance = one - m / (two - m)
-            indices[used] = j
-            values[used] = distance if distance > zero else zero
-            used += 1
-            overlap[j] = zero
-            touched[j] = False
-        indptr[i + 1] = used
-    return indptr, indices[:used], values[:used]
+def jaccard_search(variant: str, k1: int, n: int, camera_aware: Optional[CameraJaccard] = None) -> dict:
+    """The ranks ``search_neighbours`` must find for a variant (``k``) or, with ``camera_aware``,
+    for CA-Jaccard (``within`` / ``across`` each image's camera)."""
+    k = jaccard_ranks(variant, k1, n)
+    if camera_aware is None:
+        return {"k": k, "within": 0, "across": 0}
+    return {"k": 0, "within": camera_aware.within, "across": camera_aware.across}
 
 
-@numba.njit(cache=True)
-def _symmetric_with_zero_diagonal(n, upper_ptr, upper_idx, upper_val):
-    """CSR of lower + diagonal (explicit 0) + upper, filled in one pass without temporaries.
+def _camera_blind_sets(neighbours: Neighbours, variant: str, k1: int, k2: int, n: int):
+    """CSR of the variant's R*(i), and each row's query-expansion rows (its first k2 ranks)."""
+    full_columns = jaccard_ranks(variant, k1, n)
+    if neighbours.ranks.shape[1] < full_columns:
+        raise ValueError(f"the {variant} Jaccard distance needs {full_columns} ranks, the search found "
+                         f"{neighbours.ranks.shape[1]}")
+    ranks = neighbours.ranks[:, :full_columns]
+    if variant == "abmt":
+        half_columns = min(int(np.around(k1 / 2)) + 1, n)
+    else:
+        # R(i, k1) over k1 columns (self included), R(i, k1/2) over round(k1/2)+1 of them (fast-reid)
+        half_columns = min(int(np.around(full_columns / 2)) + 1, full_columns)
+    full_ptr, full_idx = _reciprocal_sets(ranks, full_columns)
+    half_ptr, half_idx = _reciprocal_sets(ranks, half_columns)
+    exp_ptr, exp_idx = _expanded_sets(full_ptr, full_idx, half_ptr, half_idx)
+    return exp_ptr, exp_idx, ranks[:, :min(k2, full_columns)]
 
-    Row i is [entries (i, j<i) mirrored from row j] [0 at (i, i)] [row i of the upper triangle];
-    mirrored entries arrive in ascending j, so every row comes out sorted.
-    """
-    lower_counts = np.zeros(n, dtype=np.int64)
-    for t in range(upper_idx.shape[0]):
-        lower_counts[upper_idx[t]] += 1
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    for i in range(n):
-        indptr[i + 1] = indptr[i] + lower_counts[i] + 1 + (upper_ptr[i + 1] - upper_ptr[i])
-    indices = np.empty(indptr[n], dtype=np.int32)
-    values = np.empty(indptr[n], dtype=np.float32)
-    lower_cursor = indptr[:n].copy()
-    for i in range(n):
-        diagonal = indptr[i] + lower_counts[i]
-        indices[diagonal] = i
-        values[diagonal] = 0.0
-        out = diagonal + 1
-        for t in range(upper_ptr[i], upper_ptr[i + 1]):
-            j = upper_idx[t]
-            indices[out] = j
-            values[out] = upper_val[t]
-            out += 1
-            indices[lower_cursor[j]] = i
-            values[lower_cursor[j]] = upper_val[t]
-            lower_cursor[j] += 1
-    return indptr, indices, values
+
+def _row_scale(variant: str, neighbours: Neighbours, n: int) -> np.ndarray:
+    """What multiplies d² in row i's kernel: 1 / M_i (ABMT), else 1."""
+    if variant != "abmt":
+        return np.ones(n)
+    if neighbours.farthest is None:
+        raise ValueError("the abmt variant needs each row's farthest distance: search with farthest=True")
+    with np.errstate(divide="ignore"):  # all rows equal: every distance is 0
+        return np.where(neighbours.farthest > 0, 1.0 / neighbours.farthest, 1.0)
+
+
+def _expand_queries(encoding: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """V'(i): the mean of V over ``rows[i]`` (-1: none); one row is no expansion (fast-reid's k2 = 1)."""
+    if rows.shape[1] <= 1:
+        return encoding
+    n = encoding.shape[0]
+    row_of, column = np.nonzero(rows >= 0)
+    weights = (1.0 / np.bincount(row_of, minlength=n))[row_of].astype(np.float32)
+    expanded = sp.csr_matrix((weights, (row_of, rows[row_of, column])), shape=(n, n)) @ encoding
+    expanded.eliminate_zeros()  # only nonzero encodings define overlaps
+    return expanded
 
 
 def jaccard_distance(
@@ -217,6 +185,11 @@ def jaccard_distance(
     variant: str = "fastreid",
     backend: Optional[NeighbourSearch] = None,
     neighbours: Optional[Neighbours] = None,
+    cameras: Optional[np.ndarray] = None,
+    k1_intra: int = 5,
+    k1_inter: int = 20,
+    k2_intra: int = 3,
+    k2_inter: int = 3,
 ) -> sp.csr_matrix:
     """Sparse k-reciprocal Jaccard distance of the rows of ``features`` (N, D).
 
@@ -228,56 +201,27 @@ def jaccard_distance(
             model outputs unit-norm features).
         variant: "fastreid" or "abmt" (``JACCARD_VARIANTS``, module docstring).
         backend: where the exact search runs (``search.search_neighbours``; the CPU's BLAS by default).
-        neighbours: that search's result when the caller ran it (on the same, normalised, features:
-            at least ``jaccard_ranks`` ranks, and the farthest rows for "abmt"), e.g. to take the
-            source term from the same pass (``distance.clustering_distance``).
+        neighbours: that search's result when the caller ran it (on the same, normalised, features,
+            with at least the ranks ``jaccard_search`` names), e.g. to take the source term from the
+            same pass (``distance.clustering_distance``).
+        cameras: each row's camera id: CA-Jaccard (``ca_jaccard.py``), its sets and expansion sized
+            by ``k1_intra``, ``k1_inter``, ``k2_intra`` and ``k2_inter`` instead of k1 and k2, over the
+            variant's kernel. None: camera-blind.
 
     Returns:
         float32 CSR (N, N) in the sparse convention of ``sparse.py`` (absent pairs at distance 1).
     """
-    full_columns = jaccard_ranks(variant, k1, len(features))
+    camera_aware = None if cameras is None else CameraJaccard(k1_intra, k1_inter, k2_intra, k2_inter)
+    search = jaccard_search(variant, k1, len(features), camera_aware)
     features = normalize_features(features) if normalize else np.ascontiguousarray(features, dtype=np.float32)
     n = features.shape[0]
     if neighbours is None:
-        neighbours = search_neighbours(features, full_columns, farthest=variant == "abmt", backend=backend)
-    if neighbours.ranks.shape[1] < full_columns:
-        raise ValueError(f"the {variant} Jaccard distance needs {full_columns} ranks, the search found "
-                         f"{neighbours.ranks.shape[1]}")
-    ranks = neighbours.ranks[:, :full_columns]
-    if variant == "abmt":
-        if neighbours.farthest is None:
-            raise ValueError("the abmt variant needs each row's farthest distance: search with farthest=True")
-        with np.errstate(divide="ignore"):  # all rows equal: every distance is 0
-            row_scale = np.where(neighbours.farthest > 0, 1.0 / neighbours.farthest, 1.0)
-        half_columns = min(int(np.around(k1 / 2)) + 1, n)
+        neighbours = search_neighbours(features, farthest=variant == "abmt", backend=backend, cameras=cameras, **search)
+    if camera_aware is None:
+        set_ptr, set_idx, expansion = _camera_blind_sets(neighbours, variant, k1, k2, n)
     else:
-        # R(i, k1) over k1 columns (self included), R(i, k1/2) over round(k1/2)+1 of them (fast-reid)
-        half_columns = min(int(np.around(full_columns / 2)) + 1, full_columns)
-        row_scale = np.ones(n)
-
-    full_ptr, full_idx = _reciprocal_sets(ranks, full_columns)
-    half_ptr, half_idx = _reciprocal_sets(ranks, half_columns)
-    exp_ptr, exp_idx = _expanded_sets(full_ptr, full_idx, half_ptr, half_idx)
-    encoding = sp.csr_matrix((_gaussian_weights(features, exp_ptr, exp_idx, row_scale), exp_idx, exp_ptr),
-                             shape=(n, n))
-
-    k2 = min(k2, full_columns)
-    if k2 != 1:
-        rows = np.repeat(np.arange(n), k2)
-        averaging = sp.csr_matrix(
-            (np.full(n * k2, 1.0 / k2, dtype=np.float32), (rows, ranks[:, :k2].ravel())), shape=(n, n)
-        )
-        encoding = averaging @ encoding
-        encoding.eliminate_zeros()  # only nonzero encodings define overlaps
-    encoding.sort_indices()
-    by_column = encoding.tocsc()
-    by_column.sort_indices()
-
-    upper_ptr, upper_idx, upper_val = _jaccard_upper(
-        encoding.indptr.astype(np.int64), encoding.indices.astype(np.int64), encoding.data,
-        by_column.indptr.astype(np.int64), by_column.indices.astype(np.int64), by_column.data,
-    )
-    indptr, indices, values = _symmetric_with_zero_diagonal(n, upper_ptr, upper_idx, upper_val)
-    return sp.csr_matrix((values, indices, indptr), shape=(n, n))
-
-
+        lists = camera_aware.reciprocal_lists(neighbours)
+        set_ptr, set_idx = _reciprocal_sets(lists, lists.shape[1])
+        expansion = camera_aware.expansion_rows(neighbours)
+    weights = _gaussian_weights(features, set_ptr, set_idx, _row_scale(variant, neighbours, n))
+    return encoding_distance(_expand_queries(sp.csr_matrix((weights, set_idx, set_ptr), shape=(n, n)), expansion))

@@ -7,6 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
+from .errors import InvalidArgument
 from .harden import HARDEN_METHODS, harden
 from .labels import relabel_contiguous
 from .projection import NORMALIZATIONS, project_soft_labels, sparse_projection
@@ -74,16 +75,15 @@ class SLRRefiner:
         prev_source: str = "cluster",
         project_outliers: bool = True,
     ):
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-        if harden_method not in REFINER_HARDEN_METHODS:
-            raise ValueError(f"harden_method must be one of {REFINER_HARDEN_METHODS}, got {harden_method!r}")
-        if prev_source not in PREV_SOURCES:
-            raise ValueError(f"prev_source must be one of {PREV_SOURCES}, got {prev_source!r}")
+        for argument, value, allowed in (("normalize", normalize, NORMALIZATIONS),
+                                         ("harden_method", harden_method, REFINER_HARDEN_METHODS),
+                                         ("prev_source", prev_source, PREV_SOURCES)):
+            if value not in allowed:
+                raise InvalidArgument(argument, f"must be one of {allowed}, got {value!r}")
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+            raise InvalidArgument("alpha", f"must lie in [0, 1] (Eq. 4), got {alpha}")
         if min_cluster_size_fraction < 0:
-            raise ValueError(f"min_cluster_size_fraction must be >= 0, got {min_cluster_size_fraction}")
+            raise InvalidArgument("min_cluster_size_fraction", f"must be >= 0, got {min_cluster_size_fraction}")
         self.alpha = alpha
         self.normalize = normalize
         self.harden_method = harden_method

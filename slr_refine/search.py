@@ -1,12 +1,15 @@
 """Exact neighbour search: every neighbour the clustering needs, from one pass of products.
 
 Of each target image i the clustering needs its k nearest target images (the k-reciprocal sets),
-its farthest target image (ABMT's row scale) and its nearest source image (ABMT's source term).
-All three are reductions of the same blocks of inner products, so ``search_neighbours`` takes
+its farthest target image (ABMT's row scale) and its nearest source image (ABMT's source term);
+CA-Jaccard (``ca_jaccard.py``) its nearest images within its own camera and across the others.
+All are reductions of the same blocks of inner products, so ``search_neighbours`` takes
 them in one pass over the data: a block of products gives its rows' nearest and farthest
-candidates at once, and a target block against a source block their nearest source candidates.
+candidates, and with camera ids their nearest of the same and of another camera, at once; a
+target block against a source block gives their nearest source candidates.
 
-The products are float32 (BLAS on the CPU, cuBLAS through torch, or faiss: a ``backend``); their
+The products are float32 (BLAS on the CPU, cuBLAS through torch, or faiss: a ``backend``,
+``search_backends.py``); their
 rounding must not decide a rank. A backend returns a few more candidates per row than asked,
 with the float32 distance at the edge of its candidate set; the candidates are then ordered by
 their float64 distances (the ones the Jaccard kernel uses), ties by index, and the order is
@@ -20,20 +23,13 @@ torch's after the search and made the training steps that followed about twice a
 in the demo); the products, the bulk of the work, run on the backend's threads.
 """
 import dataclasses
-import warnings
 from typing import Optional, Protocol
 
 import numba
 import numpy as np
 
-try:
-    import faiss
-except ImportError as exc:  # the package's own faiss check cannot be imported from here (framework-free)
-    raise ImportError(f"slr_refine needs faiss ({exc}): pip install faiss-cpu, or faiss-gpu on a "
-                      f"CUDA machine (never both)") from exc
-
-__all__ = ["BlasSearch", "Candidates", "FaissSearch", "NeighbourSearch", "Neighbours", "float32_error",
-           "normalize_features", "search_neighbours", "squared_distance"]
+__all__ = ["Candidates", "NeighbourSearch", "Neighbours", "float32_error", "normalize_features", "search_neighbours",
+           "squared_distance"]
 
 # Candidates a backend keeps beyond the k asked for (nearest), and for the farthest and the nearest
 # source image: more costs float64 distances, fewer leaves more rows uncertified.
@@ -48,12 +44,17 @@ class Neighbours:
     ``ranks`` (N, k): each row's k nearest rows (itself included), nearest first, ties by index.
     ``farthest`` (N,): squared distance to the farthest row (None unless asked).
     ``nearest_other`` (N,): squared distance to the nearest row of ``others`` (None without them).
+    ``within`` / ``across`` (N, w) / (N, a): each row's nearest rows of its own camera (itself
+    included) / of the other cameras, in the same order; -1 pads a row with fewer such rows
+    (None without camera ids).
     ``uncertified`` how many rows were searched again in float64 (telemetry).
     """
 
     ranks: np.ndarray
     farthest: Optional[np.ndarray] = None
     nearest_other: Optional[np.ndarray] = None
+    within: Optional[np.ndarray] = None
+    across: Optional[np.ndarray] = None
     uncertified: int = 0
 
 
@@ -62,7 +63,9 @@ class Candidates:
     """A backend's float32 preselection. ``near`` (N, c) holds the c rows of smallest float32
     distance (any order) and ``near_edge`` (N,) the largest of their distances: every row outside
     has a float32 distance >= it. ``far`` / ``far_edge`` the same for the largest distances (every
-    row outside <= the edge), ``other`` / ``other_edge`` for the smallest distances to ``others``."""
+    row outside <= the edge), ``other`` / ``other_edge`` for the smallest distances to ``others``,
+    ``within`` / ``within_edge`` and ``across`` / ``across_edge`` for the smallest distances to rows
+    of the same camera / of another camera (-1 pads a row with fewer such rows)."""
 
     near: np.ndarray
     near_edge: np.ndarray
@@ -70,6 +73,10 @@ class Candidates:
     far_edge: Optional[np.ndarray] = None
     other: Optional[np.ndarray] = None
     other_edge: Optional[np.ndarray] = None
+    within: Optional[np.ndarray] = None
+    within_edge: Optional[np.ndarray] = None
+    across: Optional[np.ndarray] = None
+    across_edge: Optional[np.ndarray] = None
 
 
 class NeighbourSearch(Protocol):
@@ -79,9 +86,11 @@ class NeighbourSearch(Protocol):
     name: str
 
     def candidates(self, features: np.ndarray, n_near: int, n_far: int, others: Optional[np.ndarray],
-                   n_other: int) -> Candidates:
-        """``n_near`` nearest and ``n_far`` farthest rows of ``features`` for each of its rows, and its
-        ``n_other`` nearest rows of ``others``."""
+                   n_other: int, cameras: Optional[np.ndarray] = None, n_within: int = 0,
+                   n_across: int = 0) -> Candidates:
+        """``n_near`` nearest and ``n_far`` farthest rows of ``features`` for each of its rows, its
+        ``n_other`` nearest rows of ``others``, and with ``cameras`` (N,) its ``n_within`` nearest
+        rows of its own camera and ``n_across`` of the others."""
 
 
 def float32_error(query_norms: np.ndarray, base_norms: np.ndarray, dim: int) -> np.ndarray:
@@ -109,11 +118,13 @@ def _norms(x: np.ndarray) -> np.ndarray:
 
 
 def search_neighbours(features: np.ndarray, k: int, farthest: bool = False, others: Optional[np.ndarray] = None,
-                      backend: Optional[NeighbourSearch] = None) -> Neighbours:
+                      backend: Optional[NeighbourSearch] = None, cameras: Optional[np.ndarray] = None,
+                      within: int = 0, across: int = 0) -> Neighbours:
     """Each row's ``k`` nearest rows of ``features`` (exact L2), with ``farthest`` its farthest row's
-    squared distance and with ``others`` its nearest other row's (module docstring).
+    squared distance, with ``others`` its nearest other row's, and with ``cameras`` (N,) camera
+    ids its ``within`` nearest rows of its own camera and ``across`` of the others (module docstring).
 
-    ``backend``: where the float32 products run (``BlasSearch`` by default).
+    ``backend``: where the float32 products run (``search_backends.BlasSearch`` by default).
     """
     features = np.ascontiguousarray(features, dtype=np.float32)
     n, dim = features.shape
@@ -122,19 +133,34 @@ def search_neighbours(features: np.ndarray, k: int, farthest: bool = False, othe
         others = np.ascontiguousarray(others, dtype=np.float32)
         if others.shape[1] != dim or len(others) == 0:
             raise ValueError(f"others must be a non-empty (M, {dim}) array, got {others.shape}")
-    backend = backend or BlasSearch()
+    by_camera = bool(within or across)
+    if by_camera and (cameras is None or np.shape(cameras) != (n,)):
+        raise ValueError(f"neighbours by camera need one camera id per row: got {np.shape(cameras)} for {n} rows")
+    cameras = np.unique(cameras, return_inverse=True)[1].astype(np.int64) if by_camera else None  # ids 0..C-1
+    camera_sizes = np.bincount(cameras)[cameras] if by_camera else np.zeros(n, dtype=np.int64)
+    if backend is None:
+        from .search_backends import BlasSearch  # the backends build on this module
+
+        backend = BlasSearch()
     n_near = min(n, k + NEAR_MARGIN) if k else 0
     n_far = min(n, EXTREME_CANDIDATES) if farthest else 0
     n_other = min(len(others), EXTREME_CANDIDATES) if others is not None else 0
-    found = backend.candidates(features, n_near, n_far, others, n_other)
+    n_within = min(n, within + NEAR_MARGIN) if within else 0
+    n_across = min(n, across + NEAR_MARGIN) if across else 0
+    found = backend.candidates(features, n_near, n_far, others, n_other, cameras, n_within, n_across)
 
     norms = _norms(features)
     error = float32_error(norms, norms, dim)
-    ranks = np.empty((n, k), dtype=np.int64)
     uncertified = np.zeros(n, dtype=np.bool_)
-    if k:
-        certain = _rank_candidates(features, found.near, found.near_edge.astype(np.float64), error, k, ranks)
-        uncertified |= ~certain
+    lists = {}
+    for name, count, candidates, edge, eligible in (
+            ("ranks", k, found.near, found.near_edge, np.full(n, n)),
+            ("within", within, found.within, found.within_edge, camera_sizes),
+            ("across", across, found.across, found.across_edge, n - camera_sizes)):
+        lists[name] = np.full((n, count), -1, dtype=np.int64)
+        if count:
+            uncertified |= ~_rank_candidates(features, candidates, edge.astype(np.float64), error, eligible,
+                                             lists[name])
     far_distance = None
     if farthest:
         far_distance = np.empty(n)
@@ -150,10 +176,13 @@ def search_neighbours(features: np.ndarray, k: int, farthest: bool = False, othe
         uncertified |= ~certain
     redo = np.flatnonzero(uncertified)
     if redo.size:
-        _exact_rows(features, redo, k, ranks, far_distance if farthest else np.empty(0),
+        _exact_rows(features, redo, lists["ranks"], far_distance if farthest else np.empty(0),
                     others if others is not None else np.empty((0, dim), np.float32),
-                    nearest_other if others is not None else np.empty(0))
-    return Neighbours(ranks=ranks, farthest=far_distance, nearest_other=nearest_other, uncertified=int(redo.size))
+                    nearest_other if others is not None else np.empty(0),
+                    cameras if by_camera else np.zeros(n, np.int64), lists["within"], lists["across"])
+    return Neighbours(ranks=lists["ranks"], farthest=far_distance, nearest_other=nearest_other,
+                      within=lists["within"] if by_camera else None, across=lists["across"] if by_camera else None,
+                      uncertified=int(redo.size))
 
 
 # ----------------------------------------------------------------------------------- float64 side
@@ -168,20 +197,22 @@ def squared_distance(x, y):
 
 
 @numba.njit(cache=True)
-def _rank_candidates(features, candidates, edge, error, k, ranks):
-    """``ranks[i]``: row i's candidates in (float64 distance, index) order, first k; returns which
-    rows are certified (no row outside the candidates can precede the k-th)."""
-    n, count = candidates.shape
-    certain = np.empty(n, dtype=np.bool_)
-    for i in range(n):
-        members = np.sort(candidates[i])
+def _rank_candidates(features, candidates, edge, error, eligible, ranks):
+    """``ranks[i]``: row i's candidates (-1: none) in (float64 distance, index) order, first k, -1
+    after its last; returns which rows are certified: every one of the ``eligible[i]`` rows it may
+    rank is a candidate, or none outside can precede the k-th."""
+    k = ranks.shape[1]
+    certain = np.empty(candidates.shape[0], dtype=np.bool_)
+    for i in range(candidates.shape[0]):
+        members = np.sort(candidates[i][candidates[i] >= 0])
+        count = members.shape[0]
         distances = np.empty(count)
         for t in range(count):
             distances[t] = squared_distance(features[i], features[members[t]])
         order = np.argsort(distances, kind="mergesort")  # stable: ties stay in index order
-        for t in range(k):
+        for t in range(min(k, count)):
             ranks[i, t] = members[order[t]]
-        certain[i] = count == n or edge[i] - error[i] > distances[order[k - 1]]
+        certain[i] = count == eligible[i] or (count >= k and edge[i] - error[i] > distances[order[k - 1]])
     return certain
 
 
@@ -207,7 +238,7 @@ def _extreme_of_candidates(features, base, candidates, edge, error, largest, out
 
 
 @numba.njit(cache=True)
-def _exact_rows(features, rows, k, ranks, farthest, others, nearest_other):
+def _exact_rows(features, rows, ranks, farthest, others, nearest_other, cameras, within, across):
     """The uncertified ``rows`` searched in float64 over every row (and every row of ``others``)."""
     n = features.shape[0]
     for r in range(rows.shape[0]):
@@ -215,9 +246,16 @@ def _exact_rows(features, rows, k, ranks, farthest, others, nearest_other):
         distances = np.empty(n)
         for j in range(n):
             distances[j] = squared_distance(features[i], features[j])
-        if k:
-            order = np.argsort(distances, kind="mergesort")
-            ranks[i, :] = order[:k]
+        order = np.argsort(distances, kind="mergesort")
+        ranks[i, :] = order[:ranks.shape[1]]
+        kept_within = kept_across = 0
+        for j in order:  # the nearest of each camera list, in the same order (-1 stays after the last)
+            if cameras[j] == cameras[i] and kept_within < within.shape[1]:
+                within[i, kept_within] = j
+                kept_within += 1
+            elif cameras[j] != cameras[i] and kept_across < across.shape[1]:
+                across[i, kept_across] = j
+                kept_across += 1
         if farthest.shape[0]:
             farthest[i] = distances.max()
         if nearest_other.shape[0]:
@@ -225,138 +263,3 @@ def _exact_rows(features, rows, k, ranks, farthest, others, nearest_other):
             for j in range(others.shape[0]):
                 best = min(best, squared_distance(features[i], others[j]))
             nearest_other[i] = best
-
-
-# ----------------------------------------------------------------------------------- the CPU backend
-@numba.njit(cache=True)
-def _scan_block(products, row_norms, column_norms, column_offset, near, near_edge, far, far_edge):
-    """Fold one block of products into its rows' running candidates.
-
-    ``near[a]`` / ``near_edge[a]`` (rows of this block) hold each row's smallest float32 distances
-    so far, ascending; ``far`` / ``far_edge`` its largest, descending (zero columns: not wanted).
-    A distance enters by insertion, so every row ever left out is beyond the final edge.
-    """
-    n_near, n_far = near.shape[1], far.shape[1]
-    for a in range(products.shape[0]):
-        for b in range(products.shape[1]):
-            d = row_norms[a] + column_norms[b] - np.float32(2.0) * products[a, b]
-            if n_near and d < near_edge[a, n_near - 1]:
-                t = n_near - 1
-                while t > 0 and near_edge[a, t - 1] > d:
-                    near_edge[a, t] = near_edge[a, t - 1]
-                    near[a, t] = near[a, t - 1]
-                    t -= 1
-                near_edge[a, t] = d
-                near[a, t] = column_offset + b
-            if n_far and d > far_edge[a, n_far - 1]:
-                t = n_far - 1
-                while t > 0 and far_edge[a, t - 1] < d:
-                    far_edge[a, t] = far_edge[a, t - 1]
-                    far[a, t] = far[a, t - 1]
-                    t -= 1
-                far_edge[a, t] = d
-                far[a, t] = column_offset + b
-
-
-class BlasSearch:
-    """float32 products through numpy's BLAS, ``block_size`` rows by ``block_size`` rows.
-
-    The features against themselves form a symmetric matrix: each pair of blocks is multiplied once
-    and folded into both blocks' rows (half the products of a plain search); the source rows are
-    folded into the same pass, block by block. Memory: one block of products.
-    """
-
-    name = "blas"
-
-    def __init__(self, block_size: int = 2048):
-        self.block_size = block_size
-
-    def candidates(self, features, n_near, n_far, others, n_other):
-        n, size = len(features), self.block_size
-        norms = np.einsum("ij,ij->i", features, features, dtype=np.float64).astype(np.float32)
-        near, near_d = np.zeros((n, n_near), np.int64), np.full((n, n_near), np.inf, np.float32)
-        far, far_d = np.zeros((n, n_far), np.int64), np.full((n, n_far), -np.inf, np.float32)
-        other, other_d = np.zeros((n, n_other), np.int64), np.full((n, n_other), np.inf, np.float32)
-        none, none_d = np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
-        other_norms = None
-        if n_other:
-            other_norms = np.einsum("ij,ij->i", others, others, dtype=np.float64).astype(np.float32)
-        for start in range(0, n, size):
-            rows = slice(start, min(start + size, n))
-            if n_near or n_far:
-                for column_start in range(start, n, size):
-                    columns = slice(column_start, min(column_start + size, n))
-                    products = features[rows] @ features[columns].T
-                    _scan_block(products, norms[rows], norms[columns], column_start,
-                                near[rows], near_d[rows], far[rows], far_d[rows])
-                    if column_start != start:  # the same products seen from the other block's rows
-                        _scan_block(np.ascontiguousarray(products.T), norms[columns], norms[rows], start,
-                                    near[columns], near_d[columns], far[columns], far_d[columns])
-            for other_start in range(0, len(others) if n_other else 0, size):
-                columns = slice(other_start, min(other_start + size, len(others)))
-                _scan_block(features[rows] @ others[columns].T, norms[rows], other_norms[columns], other_start,
-                            other[rows], other_d[rows], none[rows], none_d[rows])
-        return Candidates(near=near, near_edge=near_d[:, -1] if n_near else np.zeros(n, np.float32),
-                          far=far if n_far else None, far_edge=far_d[:, -1] if n_far else None,
-                          other=other if n_other else None, other_edge=other_d[:, -1] if n_other else None)
-
-
-# ----------------------------------------------------------------------------------- faiss
-class FaissSearch:
-    """faiss flat indexes, on the CPU or, with faiss-gpu, on CUDA device ``gpu_device``.
-
-    A faiss search yields one reduction, so the nearest, the farthest (an inner-product index
-    queried with -q) and the nearest source rows are three searches. When faiss has no GPU there,
-    or the GPU search fails (out of memory, say), the same searches run on the CPU, with a warning.
-    """
-
-    name = "faiss"
-
-    def __init__(self, gpu_device: Optional[int] = None, chunk_size: int = 4096):
-        self.gpu_device, self.chunk_size = gpu_device, chunk_size
-
-    def candidates(self, features, n_near, n_far, others, n_other):
-        if self.gpu_device is None:
-            return self._candidates(features, n_near, n_far, others, n_other, None)
-        gpus = faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
-        if self.gpu_device >= gpus:
-            warnings.warn(f"faiss sees {gpus} GPU(s), not device {self.gpu_device}; searching on the CPU",
-                          RuntimeWarning)
-            return self._candidates(features, n_near, n_far, others, n_other, None)
-        try:
-            return self._candidates(features, n_near, n_far, others, n_other, self.gpu_device)
-        except RuntimeError as exc:  # faiss reports its C++ errors (e.g. cudaMalloc) as RuntimeError
-            warnings.warn(f"faiss GPU search on device {self.gpu_device} failed ({exc}); searching on the CPU",
-                          RuntimeWarning)
-            return self._candidates(features, n_near, n_far, others, n_other, None)
-
-    def _candidates(self, features, n_near, n_far, others, n_other, device):
-        n = len(features)
-        found = {"near_edge": np.zeros(n, np.float32)}
-        if n_near:
-            distances, found["near"] = self._search(faiss.IndexFlatL2, features, features, n_near, device)
-            found["near_edge"] = distances[:, -1]
-        else:
-            found["near"] = np.zeros((n, 0), np.int64)
-        if n_far:
-            # the largest -q·x is the largest distance up to the norms: bound it with the largest norm
-            products, found["far"] = self._search(faiss.IndexFlatIP, features, -features, n_far, device)
-            norms = np.einsum("ij,ij->i", features, features, dtype=np.float64)
-            found["far_edge"] = norms + norms.max() + 2 * products[:, -1].astype(np.float64)
-        if n_other:
-            distances, found["other"] = self._search(faiss.IndexFlatL2, others, features, n_other, device)
-            found["other_edge"] = distances[:, -1]
-        return Candidates(**found)
-
-    def _search(self, index_type, base, queries, k, device):
-        index = index_type(base.shape[1])
-        if device is not None:
-            resources = faiss.StandardGpuResources()  # freed, with its scratch memory, on return
-            index = faiss.index_cpu_to_gpu(resources, device, index)
-        index.add(base)
-        values = np.empty((len(queries), k), dtype=np.float32)
-        ranks = np.empty((len(queries), k), dtype=np.int64)
-        for start in range(0, len(queries), self.chunk_size):
-            stop = min(start + self.chunk_size, len(queries))
-            values[start:stop], ranks[start:stop] = index.search(np.ascontiguousarray(queries[start:stop]), k)
-        return values, ranks

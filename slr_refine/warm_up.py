@@ -12,7 +12,8 @@ import numpy as np
 from .cluster import cluster_dbscan, eps_from_rho
 from .distance import clustering_distance
 from .refiner import SLRRefiner
-from .search import BlasSearch, search_neighbours
+from .search import search_neighbours
+from .search_backends import BlasSearch
 
 
 def compile_kernels() -> float:
@@ -23,10 +24,12 @@ def compile_kernels() -> float:
     features = (centres[rng.integers(0, 12, 240)] + 0.3 * rng.normal(size=(240, 32))).astype(np.float32)
     source = (centres[rng.integers(0, 12, 60)] + 0.3 * rng.normal(size=(60, 32))).astype(np.float32)
     lattice = rng.integers(0, 3, size=(60, 4)).astype(np.float32)  # ties: the float64 fallback
-    search_neighbours(lattice, 8, farthest=True, others=lattice[:10], backend=BlasSearch(block_size=16))
+    search_neighbours(lattice, 8, farthest=True, others=lattice[:10], backend=BlasSearch(block_size=16),
+                      cameras=np.arange(60) % 3, within=4, across=6)
     refiner = SLRRefiner(min_cluster_size=4)
-    for variant in ("fastreid", "abmt"):
-        distance = clustering_distance(features, k1=10, k2=3, variant=variant, source=source, source_weight=0.1)
+    for variant, cameras in (("fastreid", None), ("abmt", None), ("abmt", np.arange(240) % 4)):  # last: CA-Jaccard
+        distance = clustering_distance(features, k1=10, k2=3, variant=variant, source=source, source_weight=0.1,
+                                       cameras=cameras)
         labels = cluster_dbscan(distance.dist, eps_from_rho(distance.dist, 0.05, distance.absent), 4, distance.absent)
         refiner.step(labels)
     return time.perf_counter() - start

@@ -254,7 +254,7 @@ def test_undo_restores_fastreid_for_that_patch_only(name):
 
 def test_import_applies_the_breaks_and_nothing_else():
     """fast-reid's behaviour that is no break stays fast-reid's: the plugin's choices live in its
-    own classes (fastreid_slr.engine.fastreid_parts)."""
+    own classes (fastreid_slr.engine.fastreid_subclasses)."""
     from fastreid.engine.train_loop import AMPTrainer
     from fastreid.evaluation import reid_evaluation
     from fastreid.utils.events import CommonMetricPrinter

@@ -3,81 +3,24 @@ tools/train_net.py runs them: every rank trains on the same pseudo-labels, build
 and classifiers, holds the same refiner state and the same weights, keeps its own shard of the
 decoded images, and the evaluation has a single-process run's form.
 
-The run is this file run as a script: ``fastreid_slr.run.launch_main`` with a trainer class that
-records, per rank, what it trained on.
+The run is this file run as a script: ``fastreid_slr.run.launch_main`` with the trainer that
+records, per rank, what it trained on (``fastreid_slr.gpu_check.ranks``, which `make gpu-check`'s
+ddp part runs too).
 """
-import hashlib
 import json
 import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 import fastreid_slr  # noqa: F401  (compat patches first)
-from fastreid_slr.engine import SLRTrainer
-from fastreid_slr.utils import unwrap
+from fastreid_slr.gpu_check.ranks import launch_recorded
+from tiny import PROCEDURAL, TINY_SLR, as_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
-DUMP_ENV = "FASTREID_SLR_TEST_DUMP"
-
-
-# --------------------------------------------------------------------------- inside each rank
-def _digest(tensors) -> str:
-    h = hashlib.sha256()
-    for name, tensor in tensors:
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-class RecordingSLRTrainer(SLRTrainer):
-    """Records each epoch's labels and, after training, this rank's state into
-    ``$FASTREID_SLR_TEST_DUMP/rank<r>.json``."""
-
-    def __init__(self, cfg):
-        self.epochs = []
-        super().__init__(cfg)
-
-    def set_train_labels(self, labels, soft_labels=None, centroids=None):
-        super().set_train_labels(labels, soft_labels, centroids)
-        dataset = self._trainer.data_loader.dataset
-        self.epochs.append({
-            "labels": np.asarray(labels).tolist(), "num_classes": int(unwrap(self.model).num_classes),
-            "train_set": [[path, int(pid)] for path, pid, _ in dataset.img_items]})
-
-    def train(self):
-        from fastreid.utils import comm
-
-        results = super().train()
-        model = unwrap(self.model)
-        hook = self.pseudo_label_hook
-        state = {"rank": comm.get_rank(), "world_size": comm.get_world_size(), "epochs": self.epochs,
-                 "labels": hook.labels.tolist(), "num_classes": int(model.num_classes),
-                 "refiner": hook.labeler.state_dict(),
-                 "cached": {name: [d.shard.start, d.shard.stop, int(d.images.shape[0])]
-                            for name, d in self.image_cache.decoded.items()},
-                 "target_images": len(self.target_items),
-                 "parameters": _digest(model.named_parameters()),
-                 "buffers": _digest((n, b) for n, b in model.named_buffers() if b.is_floating_point())}
-        with open(os.path.join(os.environ[DUMP_ENV], f"rank{comm.get_rank()}.json"), "w") as f:
-            json.dump(state, f)
-        return results
-
-
-if __name__ == "__main__":
-    from fastreid_slr import run
-    from tiny import PROCEDURAL
-
-    run.launch_main(run.argument_parser().parse_args(), trainer_cls=RecordingSLRTrainer, extensions=(PROCEDURAL,))
-    sys.exit(0)
-
-
-# --------------------------------------------------------------------------- the test
-from tiny import TINY_SLR  # noqa: E402
 
 
 def _opts(source_weights, output_dir):
@@ -90,9 +33,9 @@ def _single_process_evaluation(opts, weights):
     """What ``tools/train_net.py --eval-only`` reports for ``weights``, in this process."""
     from fastreid_slr.engine import PluginTrainer, SLRCheckpointer
     from fastreid_slr.utils import numeric_results
-    from tiny import PROCEDURAL, train_net_cfg
+    from tiny import train_net_cfg
 
-    cfg = train_net_cfg(CONFIG, *[x for kv in opts.items() for x in kv])
+    cfg = train_net_cfg(CONFIG, *as_opts(opts))
     PROCEDURAL.apply(cfg)
     cfg.MODEL.BACKBONE.PRETRAIN = False
     model = PluginTrainer.build_model(cfg)
@@ -101,20 +44,19 @@ def _single_process_evaluation(opts, weights):
 
 
 def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, tmp_path):
-    output_dir, dump = tmp_path / "run", tmp_path / "dump"
-    dump.mkdir()
+    output_dir = tmp_path / "run"
     opts = _opts(source_weights, output_dir)
     command = [sys.executable, os.path.abspath(__file__), "--config-file", CONFIG, "--num-gpus", "2",
-               "--dist-url", "auto", *[str(x) for kv in opts.items() for x in kv]]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **{DUMP_ENV: str(dump)})
+               "--dist-url", "auto", *as_opts(opts)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     with open(tmp_path / "ddp.log", "w") as log:
         rc = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
     text = (tmp_path / "ddp.log").read_text()
     assert rc == 0, text[-4000:]
     assert "Stage 1: reusing source-pretrained weights" in text  # no pretraining in the DDP run
 
-    ranks = [json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2]
+    ranks = [json.loads((output_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and [r["backend"] for r in ranks] == ["gloo", "gloo"]
     zero, one = ranks
     assert len(zero["epochs"]) == len(one["epochs"]) == 2  # two clustering rounds
     for e0, e1 in zip(zero["epochs"], one["epochs"]):
@@ -146,3 +88,7 @@ def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, 
     assert set(ddp_results) == set(single)
     for key, value in single.items():
         assert ddp_results[key] == pytest.approx(value, abs=0.01), key
+
+
+if __name__ == "__main__":  # the run the test starts
+    launch_recorded(sys.argv[1:], (PROCEDURAL,))

@@ -221,8 +221,8 @@ class _DegenerateSecondEpochTrainer(SLRTrainer):
         super().__init__(cfg)
 
     @classmethod
-    def build_labeler(cls, cfg, true_ids):
-        return _SecondClusteringAllOutliers(super().build_labeler(cfg, true_ids))
+    def build_labeler(cls, cfg, true_ids, cameras):
+        return _SecondClusteringAllOutliers(super().build_labeler(cfg, true_ids, cameras))
 
     def set_train_labels(self, labels, soft_labels=None, centroids=None):
         self.seen.append(labels.copy())

@@ -13,7 +13,7 @@ import torch
 import fastreid_slr
 from fastreid_slr import installed_faiss
 from fastreid_slr.neighbour_search import TorchSearch, build_neighbour_search
-from slr_refine import BlasSearch, FaissSearch, normalize_features, search, search_neighbours
+from slr_refine import BlasSearch, FaissSearch, normalize_features, search_backends, search_neighbours
 
 
 def test_faiss_build_names_the_one_distribution_behind_import_faiss():
@@ -85,9 +85,9 @@ class _FakeGpuFaiss:
 
     def __init__(self, monkeypatch, gpus=4, fail=False):
         self.devices = []
-        monkeypatch.setattr(search.faiss, "StandardGpuResources", lambda: "resources", raising=False)
-        monkeypatch.setattr(search.faiss, "get_num_gpus", lambda: gpus)
-        monkeypatch.setattr(search.faiss, "index_cpu_to_gpu", self.to_gpu, raising=False)
+        monkeypatch.setattr(search_backends.faiss, "StandardGpuResources", lambda: "resources", raising=False)
+        monkeypatch.setattr(search_backends.faiss, "get_num_gpus", lambda: gpus)
+        monkeypatch.setattr(search_backends.faiss, "index_cpu_to_gpu", self.to_gpu, raising=False)
         self.fail = fail
 
     def to_gpu(self, resources, device, index):

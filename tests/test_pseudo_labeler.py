@@ -2,6 +2,7 @@
 import logging
 
 import numpy as np
+import pytest
 
 from fastreid_slr.engine import PseudoLabeler
 from slr_refine import SLRRefiner
@@ -48,3 +49,19 @@ def test_hardening_that_drops_most_clustered_images_is_logged_with_the_fix():
 def test_a_min_size_that_fits_the_clusters_is_quiet():
     results, warnings = _warnings_of_two_epochs(SLRRefiner(min_cluster_size_fraction=0.4))
     assert results[1].stats["min_cluster_size"] == 2 and not warnings
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("SLR.REFINE.ALPHA", 1.5, "SLR.REFINE.ALPHA must lie in \\[0, 1\\] \\(Eq. 4\\), got 1.5"),
+    ("SLR.REFINE.HARDEN", "kmeans", "SLR.REFINE.HARDEN must be one of .*got 'kmeans'"),
+    ("SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION", -0.5, "SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION must be >= 0"),
+    ("SLR.CLUSTER.JACCARD", "spcl", "SLR.CLUSTER.JACCARD must be one of .*got 'spcl'"),
+])
+def test_a_bad_setting_fails_at_start_up_naming_its_key(tmp_path, key, value, message):
+    """The refiner validates its arguments once; the labeler's config reader names the key."""
+    from fastreid_slr.engine import check_adaptation_config
+    from tiny import tiny_slr_cfg
+
+    cfg = tiny_slr_cfg(tmp_path / "run", tmp_path / "source", **{key: value})
+    with pytest.raises(ValueError, match=message):
+        check_adaptation_config(cfg)

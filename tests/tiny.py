@@ -1,9 +1,10 @@
 """Tiny configs and data shared by tests: fast-reid's Baseline with ResNet-18 at 64x32, the one tiny
-SLR run (TINY_SLR), configs as tools/train_net.py builds them, random batches."""
+SLR run (configs/Demo/tiny.yml, as opts: TINY_SLR), configs as tools/train_net.py builds them, random batches."""
 import argparse
 import os
 
 import torch
+import yaml
 from fastreid.config import get_cfg
 
 from fastreid_slr import add_slr_config
@@ -61,28 +62,34 @@ def random_batch(num_ids=4, per_id=4, size=(64, 32), seed=0):
     }
 
 
-# The one tiny SLR run of the tests, on top of configs/Demo/slr-procedural.yml (the demo's slim
-# dual backbone): small procedural domains, 32x16 images, a few iterations.
-TINY_SLR = {
-    "DATASETS.PROCEDURAL.NUM_TRAIN_IDS": 12, "DATASETS.PROCEDURAL.NUM_TEST_IDS": 8,
-    "DATASETS.PROCEDURAL.NUM_CAMERAS": 3, "DATASETS.PROCEDURAL.IMAGES_PER_CAMERA": 3,
-    "INPUT.SIZE_TRAIN": [32, 16], "INPUT.SIZE_TEST": [32, 16], "INPUT.PADDING.SIZE": 2,
-    "DATALOADER.NUM_WORKERS": 0, "SOLVER.IMS_PER_BATCH": 8, "SOLVER.MAX_EPOCH": 3, "TEST.EVAL_PERIOD": 3,
-    # 15 source epochs: with 6 the first clusterings were no better than a random partition
-    "SLR.ITERS_PER_EPOCH": 2, "SLR.SOURCE.MAX_EPOCH": 15, "SLR.SOURCE.STEPS": [100], "SLR.SOURCE.IMS_PER_BATCH": 16,
-    "SLR.SOURCE.ITERS_PER_EPOCH": 0,  # a pass over the ~90 source images: 5 steps
-    "SLR.CLUSTER.K1": 10, "SLR.CLUSTER.K2": 3,
-    # ~90 target images, ~7 % of their pairs same-identity: the smallest 10 % gave 6-11 clusters
-    # (ARI 0.12-0.23) over three seeds; 3 % gave 2-5 at ARI ~0.04, and one cluster on some CPUs
-    "SLR.CLUSTER.RHO": 0.1,
-    "SLR.REFINE.MIN_CLUSTER_SIZE": 3,
-}
+# The one tiny SLR run: configs/Demo/tiny.yml (small procedural domains, 32x16 images, a few
+# iterations) on top of configs/Demo/slr-procedural.yml (the demo's slim dual backbone). TINY_SLR
+# holds the overlay's keys as tools/train_net.py's command-line opts take them.
+TINY_CONFIG = os.path.join(REPO, "configs", "Demo", "tiny.yml")
+
+
+def _flat_keys(node: dict, prefix: str = ""):
+    """``{"A": {"B": v}}`` as ``("A.B", v)`` pairs: a config file's keys as command-line opts take them."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _flat_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+with open(TINY_CONFIG) as _file:
+    TINY_SLR = dict(_flat_keys(yaml.safe_load(_file)))
+
+
+def as_opts(keys: dict) -> list:
+    """``{"A.B": v}`` as command-line opts: ``["A.B", "v"]``."""
+    return [str(x) for item in keys.items() for x in item]
 
 
 def tiny_slr_opts(**overrides) -> list:
     """``TINY_SLR`` with ``overrides`` (keys as in the config: pass them as ``**{"A.B": v}``), as
     command-line opts for tools/train_net.py."""
-    return [str(x) for item in {**TINY_SLR, **overrides}.items() for x in item]
+    return as_opts({**TINY_SLR, **overrides})
 
 
 # What tools/train_net.py adds to the plugin's run: the demo's procedural datasets.
@@ -97,10 +104,10 @@ def train_net_cfg(config_file, *opts):
 
 
 def tiny_slr_cfg(output_dir, source_dir, **overrides):
-    """The tiny SLR run's config (``TINY_SLR`` + ``overrides``), writing under the two folders; the
-    procedural datasets configured for it."""
-    cfg = train_net_cfg(os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"),
-                        *tiny_slr_opts(**{"OUTPUT_DIR": str(output_dir), "SLR.SOURCE.OUTPUT_DIR": str(source_dir),
-                                          **overrides}))
+    """The tiny SLR run's config (configs/Demo/tiny.yml + ``overrides``), writing under the two
+    folders; the procedural datasets configured for it."""
+    cfg = train_net_cfg(os.path.join(REPO, "configs", "Demo", "slr-procedural.yml"))
+    cfg.merge_from_file(TINY_CONFIG)
+    cfg.merge_from_list(as_opts({"OUTPUT_DIR": output_dir, "SLR.SOURCE.OUTPUT_DIR": source_dir, **overrides}))
     apply_procedural_config(cfg)
     return cfg

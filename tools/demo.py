@@ -9,7 +9,8 @@ upper bound). The runs share the cores (see ``threads`` in ``main``). Ends with 
 target-domain table (last epoch, no best-epoch picking; the last epoch's pseudo-label quality
 where there are pseudo-labels), a line with each trained run's best evaluated epoch (chosen with
 the target's labels: optimistic, for comparison with papers that report it), the pseudo-labels per
-epoch, ``summary.json`` and a PNG.
+epoch, ``summary.json`` and two PNGs: the pseudo-labels per epoch (``pseudo_labels.png``) and the
+ranked lists of a few target queries, source-only model against SLR (``ranked_lists.png``, seconds).
 """
 import argparse
 import json
@@ -149,6 +150,11 @@ def main():
     subprocess.run([sys.executable, os.path.join(REPO, "tools", "plot_pseudo_labels.py"),
                     *(run.run_dir for run in trained.values()), "--labels", *trained,
                     "--level", "source only", source_dir, "--level", "AdaBN", adabn.run_dir, "-o", png], check=True)
+    # the demo config's SLR.SOURCE.EVAL_PERIOD is 0: stage 2 starts from (and "source only" is) model_final.pth
+    subprocess.run([sys.executable, os.path.join(REPO, "tools", "plot_ranked_lists.py"), "--config-file", CONFIG,
+                    "--model", "source only", os.path.join(source_dir, "model_final.pth"),
+                    "--model", "SLR", os.path.join(slr.run_dir, "model_final.pth"),
+                    "-o", os.path.join(args.output, "ranked_lists.png"), *args.opts], check=True)
 
 
 if __name__ == "__main__":

@@ -42,10 +42,14 @@ def local_shard(size: int) -> range:
 
 
 class DecodedImages:
-    """One set's test-time images on this rank: uint8 (len(shard), C, H, W), row r is item shard[r]."""
+    """One set's test-time images on this rank: uint8 (len(shard), C, H, W), row r is item shard[r];
+    and the set's targets, camera ids and paths, collated once as fast-reid's loader collates a
+    batch (numbers as a tensor, strings as a list)."""
 
     def __init__(self, items: Sequence, images: torch.Tensor, shard: range):
         self.items, self.images, self.shard = items, images, shard
+        self.columns = {key: fast_batch_collator([item[column] for item in items])
+                        for column, key in ((0, "img_paths"), (1, "targets"), (2, "camids"))}
 
     @classmethod
     def decode(cls, items: Sequence, transforms, batch_size: int, num_workers: int,
@@ -107,8 +111,8 @@ class CachedBatches:
                 images = decoded.images[positions[0]:positions[-1] + 1]
             else:
                 images = decoded.images[torch.from_numpy(positions).to(decoded.images.device)]
-            batch = fast_batch_collator([{"targets": decoded.items[i][1], "camids": decoded.items[i][2],
-                                          "img_paths": decoded.items[i][0]} for i in rows])
+            batch = {key: column[torch.from_numpy(rows)] if isinstance(column, torch.Tensor) else
+                     [column[i] for i in rows] for key, column in decoded.columns.items()}
             batch["images"] = images.to(self.device, non_blocking=True).float()
             yield batch
 

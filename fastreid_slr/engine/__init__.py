@@ -2,7 +2,7 @@
 the pseudo-label hook and its labelers, the stage 1 -> stage 2 glue, and the AdaBN control."""
 from .adabn import reestimate_batch_norm, target_train_loader
 from .adaptation import SLRTrainer
-from .base import PluginTrainer
+from .plugin_trainer import PluginTrainer
 from .checkpointer import SLRCheckpointer, UnreadableCheckpoint
 from .hooks import AdaptationTrainer, PseudoLabelHook, TeacherEMAHook
 from .pretraining import SourcePretrainTrainer

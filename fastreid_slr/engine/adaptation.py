@@ -21,7 +21,7 @@ from ..data.image_cache import ImageCache
 from ..data.loaders import build_identity_loader, load_train_items
 from ..data.paths import build_dataset
 from ..utils import distributed_data_parallel, unwrap
-from .base import PluginTrainer
+from .plugin_trainer import PluginTrainer
 from .camera_bn import camera_indices, extract_features_per_camera_bn
 from .features import extract_features
 from .hooks import EpochRecordHook, Labeler, PseudoLabelHook, TeacherEMAHook
@@ -88,7 +88,8 @@ class SLRTrainer(PluginTrainer):
         cfg = self.cfg
         _, true_ids = np.unique([pid for _, pid, _ in self.target_items], return_inverse=True)
         self.pseudo_label_hook = PseudoLabelHook(
-            self.build_labeler(cfg, true_ids), num_items=len(self.target_items), every=cfg.SLR.CLUSTER_EVERY,
+            self.build_labeler(cfg, true_ids, camera_indices(self.target_items)), num_items=len(self.target_items),
+            every=cfg.SLR.CLUSTER_EVERY,
             # fast-reid's identity sampler fills the global batch (all ranks) from one pass over the
             # identities; with fewer than IMS_PER_BATCH / NUM_INSTANCE clusters it can loop forever.
             min_clusters=cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE,
@@ -105,10 +106,11 @@ class SLRTrainer(PluginTrainer):
         return hooks
 
     @classmethod
-    def build_labeler(cls, cfg, true_ids) -> Labeler:
+    def build_labeler(cls, cfg, true_ids, cameras) -> Labeler:
         """This run's labeler (``pseudo_labels.build_labeler``); override it to train on labels of
-        your own (``hooks.Labeler``). ``true_ids``: the target's identities, for controls only."""
-        return build_labeler(cfg, true_ids)
+        your own (``hooks.Labeler``). ``true_ids``: the target's identities, for controls only;
+        ``cameras``: each target image's camera index (metadata, label-free: CA-Jaccard's)."""
+        return build_labeler(cfg, true_ids, cameras)
 
     def _evaluate(self):
         """fast-reid's periodic evaluation, reading the cached test images."""

@@ -19,7 +19,7 @@ from ..data.common import NamedFileDataset
 from ..data.loaders import build_identity_loader, load_train_items
 from ..data.samplers import EndlessShuffle
 from ..utils import atomic_write, mean_map, numeric_results
-from .base import PluginTrainer
+from .plugin_trainer import PluginTrainer
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ from typing import Dict, Optional
 import numpy as np
 import scipy.sparse as sp
 
-from slr_refine import (HARDEN_METHODS, JACCARD_VARIANTS, NORMALIZATIONS, PREV_SOURCES, SLRRefiner, cluster_dbscan,
-                        cluster_hdbscan, clustering_distance, eps_from_rho)
+from slr_refine import (JACCARD_VARIANTS, CameraJaccard, SLRRefiner, cluster_dbscan, cluster_hdbscan,
+                        clustering_distance, eps_from_rho)
+from slr_refine.errors import InvalidArgument
 
 from ..neighbour_search import SEARCH_BACKENDS, build_neighbour_search
 
@@ -33,13 +34,15 @@ class PseudoLabeler:
     The clustering distance is ABMT's by default: the k-reciprocal Jaccard distance, plus a source
     term of weight ``source_weight`` (each target image's distance to the nearest source image,
     ``refine.source_term``), clustered by DBSCAN with eps recomputed every call from ``rho``; with
-    ``rho`` 0 the fixed ``eps`` (SpCL / fast-reid) applies. Holds the refiner, whose state (the
-    previous labels) is what a resume must restore.
+    ``rho`` 0 the fixed ``eps`` (SpCL / fast-reid) applies. With ``camera_jaccard`` the Jaccard
+    distance is CA-Jaccard of those sizes, on ``cameras`` (each target image's camera index). Holds
+    the refiner, whose state (the previous labels) is what a resume must restore.
     """
 
     def __init__(self, *, refiner: SLRRefiner, method: str = "dbscan", k1: int = 20, k2: int = 6,
                  eps: float = 0.6, rho: float = 2e-3, source_weight: float = 0.1, min_samples: int = 4,
-                 min_cluster_size: int = 7, jaccard: str = "abmt", search: str = "auto", device: str = "cpu"):
+                 min_cluster_size: int = 7, jaccard: str = "abmt", search: str = "auto", device: str = "cpu",
+                 camera_jaccard: Optional[CameraJaccard] = None, cameras: Optional[np.ndarray] = None):
         if method not in CLUSTER_METHODS:
             raise ValueError(f"SLR.CLUSTER.METHOD must be one of {CLUSTER_METHODS}, got {method!r}")
         if not (k1 >= 1 and 1 <= k2 <= k1):
@@ -51,36 +54,43 @@ class PseudoLabeler:
         if method == "hdbscan" and source_weight > 0:
             raise ValueError("SLR.CLUSTER.METHOD hdbscan clusters the Jaccard distance alone: set "
                              "SLR.CLUSTER.SOURCE_WEIGHT 0 with it")
+        for key, value, allowed in (("SLR.CLUSTER.JACCARD", jaccard, JACCARD_VARIANTS),
+                                    ("SLR.CLUSTER.SEARCH", search, SEARCH_BACKENDS)):
+            if value not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
         self.refiner = refiner
         self.method, self.k1, self.k2 = method, k1, k2
         self.eps, self.rho, self.source_weight, self.min_samples = eps, rho, source_weight, min_samples
         self.min_cluster_size = min_cluster_size
         self.jaccard, self.search, self.device = jaccard, search, device
+        self.camera_jaccard, self.cameras = camera_jaccard, None if cameras is None else np.asarray(cameras)
 
     @classmethod
-    def from_config(cls, cfg) -> "PseudoLabeler":
-        """Reads SLR.CLUSTER and SLR.REFINE; a bad value fails here, before any long work."""
-        refine = cfg.SLR.REFINE
-        checks = [("SLR.CLUSTER.JACCARD", cfg.SLR.CLUSTER.JACCARD, JACCARD_VARIANTS),
-                  ("SLR.CLUSTER.SEARCH", cfg.SLR.CLUSTER.SEARCH, SEARCH_BACKENDS),
-                  ("SLR.REFINE.HARDEN", refine.HARDEN, HARDEN_METHODS + ("none",)),
-                  ("SLR.REFINE.NORMALIZE", refine.NORMALIZE, NORMALIZATIONS),
-                  ("SLR.REFINE.PREV_SOURCE", refine.PREV_SOURCE, PREV_SOURCES)]
-        for key, value, allowed in checks:
-            if value not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
-        if not 0.0 <= refine.ALPHA <= 1.0:
-            raise ValueError(f"SLR.REFINE.ALPHA must lie in [0, 1] (Eq. 4), got {refine.ALPHA}")
-        refiner = SLRRefiner(alpha=refine.ALPHA, normalize=refine.NORMALIZE, harden_method=refine.HARDEN,
-                             min_cluster_size=refine.MIN_CLUSTER_SIZE,
-                             min_cluster_size_fraction=refine.MIN_CLUSTER_SIZE_FRACTION, dbscan_eps=refine.DBSCAN_EPS,
-                             dbscan_min_samples=refine.DBSCAN_MIN_SAMPLES, enabled=refine.ENABLED,
-                             prev_source=refine.PREV_SOURCE, project_outliers=refine.PROJECT_OUTLIERS)
+    def from_config(cls, cfg, cameras: Optional[np.ndarray] = None) -> "PseudoLabeler":
+        """Reads SLR.CLUSTER and SLR.REFINE; a bad value fails here, naming its key, before any long work.
+        ``cameras``: the target train set's camera index of each image (``SLR.CLUSTER.CAMERA_JACCARD``)."""
+        refine_keys = {"alpha": "ALPHA", "normalize": "NORMALIZE", "harden_method": "HARDEN",
+                       "min_cluster_size": "MIN_CLUSTER_SIZE", "min_cluster_size_fraction": "MIN_CLUSTER_SIZE_FRACTION",
+                       "dbscan_eps": "DBSCAN_EPS", "dbscan_min_samples": "DBSCAN_MIN_SAMPLES", "enabled": "ENABLED",
+                       "prev_source": "PREV_SOURCE", "project_outliers": "PROJECT_OUTLIERS"}
+        try:
+            refiner = SLRRefiner(**{argument: cfg.SLR.REFINE[key] for argument, key in refine_keys.items()})
+        except InvalidArgument as exc:
+            raise ValueError(f"SLR.REFINE.{refine_keys[exc.argument]} {exc.problem}") from None
         cluster = cfg.SLR.CLUSTER
+        camera_keys = {"k1_intra": "CA_K1_INTRA", "k1_inter": "CA_K1_INTER", "k2_intra": "CA_K2_INTRA",
+                       "k2_inter": "CA_K2_INTER"}
+        try:  # checked whether on or off, so that a typo never waits for the day it is switched on
+            camera_jaccard = CameraJaccard(**{argument: cluster[key] for argument, key in camera_keys.items()})
+        except InvalidArgument as exc:
+            raise ValueError(f"SLR.CLUSTER.{camera_keys[exc.argument]} {exc.problem}") from None
+        if not isinstance(cluster.CAMERA_JACCARD, bool):
+            raise ValueError(f"SLR.CLUSTER.CAMERA_JACCARD must be True or False, got {cluster.CAMERA_JACCARD!r}")
         return cls(refiner=refiner, method=cluster.METHOD, k1=cluster.K1, k2=cluster.K2, eps=cluster.EPS,
                    rho=cluster.RHO, source_weight=cluster.SOURCE_WEIGHT, min_samples=cluster.MIN_SAMPLES,
                    min_cluster_size=cluster.MIN_CLUSTER_SIZE,
-                   jaccard=cluster.JACCARD, search=cluster.SEARCH, device=cfg.MODEL.DEVICE)
+                   jaccard=cluster.JACCARD, search=cluster.SEARCH, device=cfg.MODEL.DEVICE,
+                   camera_jaccard=camera_jaccard if cluster.CAMERA_JACCARD else None, cameras=cameras)
 
     @property
     def needs_source_features(self) -> bool:
@@ -98,8 +108,13 @@ class PseudoLabeler:
     def __call__(self, features: np.ndarray, source_features: Optional[np.ndarray] = None) -> PseudoLabels:
         """This epoch's labels from the teacher features of the target train set (and, with a source
         term, of the source train set)."""
+        if self.camera_jaccard is not None and (self.cameras is None or len(self.cameras) != len(features)):
+            raise ValueError(f"SLR.CLUSTER.CAMERA_JACCARD needs the camera of each of the {len(features)} target "
+                             f"images, got {None if self.cameras is None else len(self.cameras)} camera ids")
         distance = clustering_distance(features, self.k1, self.k2, self.jaccard, source_features, self.source_weight,
-                                       build_neighbour_search(self.search, self.device))
+                                       build_neighbour_search(self.search, self.device),
+                                       cameras=None if self.camera_jaccard is None else self.cameras,
+                                       camera_jaccard=self.camera_jaccard or CameraJaccard())
         dist, absent = distance.dist, distance.absent
 
         start = time.perf_counter()
@@ -188,7 +203,8 @@ class WrappedLabeler:
         self.labeler.load_state_dict(state)
 
 
-def build_labeler(cfg, true_ids) -> "PseudoLabeler | TrueIdentityLabeler":
+def build_labeler(cfg, true_ids, cameras=None) -> "PseudoLabeler | TrueIdentityLabeler":
     """The labeler the config asks for: the target's true identities (``true_ids``) with
-    ``SLR.ORACLE``, else pseudo-labels from clustering and SLR's refinement."""
-    return TrueIdentityLabeler(true_ids) if cfg.SLR.ORACLE else PseudoLabeler.from_config(cfg)
+    ``SLR.ORACLE``, else pseudo-labels from clustering and SLR's refinement (``cameras``: each target
+    image's camera index, for ``SLR.CLUSTER.CAMERA_JACCARD``)."""
+    return TrueIdentityLabeler(true_ids) if cfg.SLR.ORACLE else PseudoLabeler.from_config(cfg, cameras)

@@ -1,5 +1,5 @@
 """One branch's head (pooling -> BNNeck -> dynamic classifier) and the two-branch network."""
-from typing import List, NamedTuple, Sequence
+from typing import List, NamedTuple, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +12,9 @@ from fastreid.layers.weight_init import weights_init_kaiming
 class DynamicClassifier(nn.Module):
     """Bias-free linear classifier whose class count changes every epoch (paper §3.8-3.10).
 
-    Its weight is an ordinary ``weight`` parameter; ``SLRCheckpointer`` sizes it from a checkpoint
-    before loading. A resize makes a new Parameter: an optimiser built before it must be rebuilt.
+    Its weight is an ordinary ``weight`` parameter, sized from a checkpoint before loading (by the
+    SLR model from ``MODEL.WEIGHTS`` when it is built, and by ``SLRCheckpointer``). A resize makes a
+    new Parameter: an optimiser built before it must be rebuilt.
     """
 
     def __init__(self, in_features: int, num_classes: int):
@@ -56,10 +57,14 @@ class BranchHead(nn.Module):
         self.bnneck.apply(weights_init_kaiming)
         self.classifier = DynamicClassifier(feat_dim, num_classes)
 
-    def forward(self, feature_map: torch.Tensor) -> BranchOutput:
+    def embed(self, feature_map: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(pooled, bn) features, without the classifier: all that inference needs."""
         pooled = self.pool(feature_map)
-        bn = self.bnneck(pooled)[..., 0, 0]
-        return BranchOutput(pooled[..., 0, 0], bn, self.classifier(bn))
+        return pooled[..., 0, 0], self.bnneck(pooled)[..., 0, 0]
+
+    def forward(self, feature_map: torch.Tensor) -> BranchOutput:
+        pooled, bn = self.embed(feature_map)
+        return BranchOutput(pooled, bn, self.classifier(bn))
 
 
 class TwoBranchNet(nn.Module):
@@ -77,10 +82,16 @@ class TwoBranchNet(nn.Module):
         self.heads = nn.ModuleList(heads)
 
     def forward(self, images: torch.Tensor) -> List[BranchOutput]:
+        return [head(m) for head, m in zip(self.heads, self._maps(images))]
+
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """``normalize(cat(bn_A, bn_B))`` (B, dim_A + dim_B): the inference feature (§3.3), no classifier."""
+        bn = [head.embed(m)[1] for head, m in zip(self.heads, self._maps(images))]
+        return F.normalize(torch.cat(bn, dim=1), dim=1)
+
+    def _maps(self, images: torch.Tensor):
         maps = self.backbone(images)
-        if isinstance(maps, torch.Tensor):
-            maps = (maps, maps)
-        return [head(m) for head, m in zip(self.heads, maps)]
+        return (maps, maps) if isinstance(maps, torch.Tensor) else maps
 
 
 def feature_dims(backbone: nn.Module, image_size: Sequence[int]) -> List[int]:

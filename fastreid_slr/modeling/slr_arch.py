@@ -33,12 +33,17 @@ Trainer contract:
   DDP, the DistributedDataParallel wrapper.
 - ``resize_classifiers_to(state_dict)`` before loading a checkpoint whose class count differs
   (``SLRCheckpointer`` calls it): the four classifiers take the file's sizes, then load whole.
+  Built from a config whose ``MODEL.WEIGHTS`` names a checkpoint, the model takes that file's
+  sizes at once, so that fast-reid's own ``Checkpointer`` and ``DefaultPredictor`` load it without
+  a warning: they drop every tensor whose shape differs from the model's before
+  ``load_state_dict`` runs, so no load hook could resize in time.
 - With λ1 = λ2 = 0 (a Table 5 ablation) the BNNecks and classifiers get no gradient:
   ``leaves_parameters_unused`` says so, and the plugin's DDP wrapper then searches for unused
   parameters (``find_unused_parameters``).
 """
 import copy
-from typing import Sequence
+import os
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +69,8 @@ class SLR(nn.Module):
                  pixel_std: Sequence[float], mode: str = "adapt", ema_momentum: float = 0.999,
                  ema_bn_mode: str = "param_only", ce_weight: float = 0.5, soft_ce_weight: float = 0.5,
                  soft_tri_weight: float = 1.0, ce_epsilon: float = 0.1, soft_tri_norm_feat: bool = False,
-                 pretrain_tri_margin: float = 0.0, pretrain_target_bn: bool = True):
+                 pretrain_tri_margin: float = 0.0, pretrain_target_bn: bool = True,
+                 sized_like: Mapping[str, torch.Tensor] = None):
         """
         Args:
             backbone: any fast-reid backbone; a tuple-returning one (the dual ResNet) gives each
@@ -73,6 +79,8 @@ class SLR(nn.Module):
             ce_weight, soft_ce_weight, soft_tri_weight: λ1, λ2, λ3 of Eq. 6; 0 drops the term.
             ce_epsilon: label smoothing of the hard-label CE (both modes).
             pretrain_tri_margin: stage 1's triplet margin, 0 for the soft margin.
+            sized_like: a checkpoint's model state whose classifier sizes the model takes
+                (``resize_classifiers_to``): the file it is about to load.
         """
         super().__init__()
         if mode not in MODES:
@@ -98,6 +106,7 @@ class SLR(nn.Module):
         self.register_load_state_dict_pre_hook(SLR._teacher_from_student_if_absent)
         self.register_load_state_dict_post_hook(lambda module, incompatible: module._forget_ema_pairs())
         self._forget_ema_pairs()
+        self.resize_classifiers_to(sized_like or {})
 
     @classmethod
     def from_config(cls, cfg):
@@ -120,6 +129,7 @@ class SLR(nn.Module):
             "soft_tri_norm_feat": cfg.SLR.LOSS.SOFT_TRI_NORM_FEAT,
             "pretrain_tri_margin": cfg.SLR.PRETRAIN.TRI_MARGIN,
             "pretrain_target_bn": cfg.SLR.PRETRAIN.TARGET_BN,
+            "sized_like": saved_model_state(cfg.MODEL.WEIGHTS),
         }
 
     @property
@@ -131,6 +141,11 @@ class SLR(nn.Module):
         return self.student.heads[0].classifier.num_classes
 
     @property
+    def evaluation_net(self) -> TwoBranchNet:
+        """What eval mode runs: the teacher (the student in pretrain mode, which has none)."""
+        return self.teacher if self.teacher is not None else self.student
+
+    @property
     def leaves_parameters_unused(self) -> bool:
         """λ1 = λ2 = 0: no loss reaches the BNNecks and classifiers (DDP must look for them)."""
         return self.mode == "adapt" and not (self.ce_weight or self.soft_ce_weight)
@@ -138,9 +153,7 @@ class SLR(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, batched_inputs):
         if not self.training:
-            net = self.teacher if self.teacher is not None else self.student
-            a, b = net(self.preprocess_image(batched_inputs))
-            return F.normalize(torch.cat([a.bn_features, b.bn_features], dim=1), dim=1)
+            return self.evaluation_net.embedding(self.preprocess_image(batched_inputs))
         assert "targets" in batched_inputs, "identity labels are missing in training"
         targets = batched_inputs["targets"].to(self.device)
         images = self.preprocess_image(batched_inputs)
@@ -223,3 +236,15 @@ class SLR(nn.Module):
         student = prefix + "student."
         state_dict.update({prefix + "teacher." + k[len(student):]: v
                            for k, v in list(state_dict.items()) if k.startswith(student)})
+
+
+def saved_model_state(path: str) -> Mapping[str, torch.Tensor]:
+    """The model state of the checkpoint at ``path``, memory-mapped (nothing is read but what is
+    touched: the classifiers' shapes); empty when ``path`` is not a file (no weights, or a URL)."""
+    if not path or not os.path.isfile(path):
+        return {}
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - whatever torch raises, the file is what the user needs
+        raise ValueError(f"MODEL.WEIGHTS {path} does not load: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    return checkpoint.get("model", {}) if isinstance(checkpoint, dict) else {}

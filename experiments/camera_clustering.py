@@ -1,6 +1,6 @@
 """The first clustering of the target under camera-blind and camera-aware features, label quality only.
 
-    python benchmarks/camera_clustering.py --source-dir DIR [--rules rho=R,eps=E,...] [opts...]
+    python experiments/camera_clustering.py --source-dir DIR [--rules rho=R,eps=E,...] [opts...]
 
 From stage 1's weights in ``--source-dir`` (``configs/Demo/slr-procedural.yml`` plus ``opts``, the
 shape's), the teacher features of the target's training images that stage 2's first clustering
@@ -11,6 +11,8 @@ sees, in each candidate form:
   embedding (``slr_refine.camera_normalized``);
 - ``camera BN``: every BN layer's statistics re-estimated on each camera's images alone before that
   camera's features are extracted (``extract_features_per_camera_bn``), alone and then centred;
+- ``CA-Jaccard`` / ``camera BN + CA-Jaccard``: the blind / camera-BN features under CA-Jaccard
+  (``SLR.CLUSTER.CAMERA_JACCARD``: the k-reciprocal sets within and across cameras);
 
 each clustered by DBSCAN under each ``--rules`` radius (ABMT's ρ rule or a fixed eps) (the source features in the same form, source
 cameras for source images), scored against the true identities (pair precision / recall, ARI,
@@ -76,21 +78,24 @@ def main():
     target_cams, source_cams = camera_indices(target), camera_indices(source)
     plain = {name: features_of(cfg, model, items, False) for name, items in (("t", target), ("s", source))}
     camera_bn = {name: features_of(cfg, model, items, True) for name, items in (("t", target), ("s", source))}
-    candidates = {
-        "blind": plain,
-        "centre": {"t": camera_normalized(plain["t"], target_cams, "centre"),
-                   "s": camera_normalized(plain["s"], source_cams, "centre")},
-        "standardize": {"t": camera_normalized(plain["t"], target_cams, "standardize"),
-                        "s": camera_normalized(plain["s"], source_cams, "standardize")},
-        "camera BN": camera_bn,
-        "camera BN + centre": {"t": camera_normalized(camera_bn["t"], target_cams, "centre"),
-                               "s": camera_normalized(camera_bn["s"], source_cams, "centre")},
+    candidates = {  # name: (features, CA-Jaccard)
+        "blind": (plain, False),
+        "centre": ({"t": camera_normalized(plain["t"], target_cams, "centre"),
+                    "s": camera_normalized(plain["s"], source_cams, "centre")}, False),
+        "standardize": ({"t": camera_normalized(plain["t"], target_cams, "standardize"),
+                         "s": camera_normalized(plain["s"], source_cams, "standardize")}, False),
+        "camera BN": (camera_bn, False),
+        "camera BN + centre": ({"t": camera_normalized(camera_bn["t"], target_cams, "centre"),
+                                "s": camera_normalized(camera_bn["s"], source_cams, "centre")}, False),
+        "CA-Jaccard": (plain, True),
+        "camera BN + CA-Jaccard": (camera_bn, True),
     }
     rows = []
-    for name, features in candidates.items():
+    for name, (features, camera_jaccard) in candidates.items():
         near = neighbours(features["t"], ids, target_cams)
         for rule in args.rules:
-            labeler = PseudoLabeler.from_config(with_opts(cfg, rule))
+            labeler = PseudoLabeler.from_config(
+                with_opts(cfg, [*rule, "SLR.CLUSTER.CAMERA_JACCARD", camera_jaccard]), cameras=target_cams)
             result = labeler(features["t"], features["s"] if labeler.needs_source_features else None)
             quality = label_quality(result.labels, ids)
             rows.append({"features": name, "rule": " ".join(map(str, rule[1::2])), "eps": result.stats["eps"],

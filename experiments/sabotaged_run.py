@@ -1,6 +1,6 @@
 """tools/train_net.py with one part of stage 2 broken on purpose: controls that must not beat AdaBN.
 
-    python benchmarks/sabotaged_run.py --sabotage shuffled-labels|frozen-teacher <train_net arguments>
+    python experiments/sabotaged_run.py --sabotage shuffled-labels|frozen-teacher <train_net arguments>
 
 - ``shuffled-labels``: every epoch's pseudo-labels are permuted among the kept images (the same
   cluster sizes, members drawn at random): training on labels that carry no identity;
@@ -8,7 +8,7 @@
   source weights (its BN statistics still follow its own forwards, as in a normal run).
 
 If either ended above AdaBN, the gain of a real run could not be credited to its pseudo-labels
-or to its teacher's learning (benchmarks/shape_sweep.py runs both).
+or to its teacher's learning (experiments/shape_sweep.py runs both).
 """
 import sys
 
@@ -38,8 +38,8 @@ class ShuffledLabeler(WrappedLabeler):
 
 class ShuffledLabelsTrainer(SLRTrainer):
     @classmethod
-    def build_labeler(cls, cfg, true_ids):
-        return ShuffledLabeler(super().build_labeler(cfg, true_ids), seed=max(cfg.SEED, 0))
+    def build_labeler(cls, cfg, true_ids, cameras):
+        return ShuffledLabeler(super().build_labeler(cfg, true_ids, cameras), seed=max(cfg.SEED, 0))
 
 
 class FrozenTeacherTrainer(SLRTrainer):

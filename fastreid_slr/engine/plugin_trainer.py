@@ -6,7 +6,7 @@
 - evaluation loaders with ``DATALOADER.NUM_WORKERS`` workers (fast-reid hard-codes 4, docs/performance.md
   "CPU runs"), whose unreadable images name their file;
 - a non-finite loss names the epoch as well as the iteration;
-- fast-reid's parts where they fail the plugin (``fastreid_parts``): ``SOLVER.AMP`` on any device,
+- fast-reid's parts where they fail the plugin (``fastreid_subclasses``): ``SOLVER.AMP`` on any device,
   the Python evaluator when Cython's is not compiled, one metric line per iteration.
 """
 import logging
@@ -23,7 +23,7 @@ from fastreid.utils.events import CommonMetricPrinter
 from ..data.common import NamedFileDataset
 from ..data.paths import build_dataset
 from .checkpointer import KeepLastCheckpoints, SLRCheckpointer, resume_newest_readable
-from .fastreid_parts import DeviceAMPTrainer, OncePerIterationPrinter, PluginEvaluator
+from .fastreid_subclasses import DeviceAMPTrainer, OncePerIterationPrinter, PluginEvaluator
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The demo's controls: how much of the possible gain adaptation can recover on the procedural data.
 
-    python benchmarks/demo_controls.py --source-dir output/demo/source [--oracle-dir DIR] [opts...]
+    python experiments/demo_controls.py --source-dir output/demo/source [--oracle-dir DIR] [opts...]
 
 On ``configs/Demo/slr-procedural.yml`` (plus ``opts``), from stage 1's weights in
 ``--source-dir`` (trained first if missing, as the demo would):

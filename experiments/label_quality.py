@@ -1,6 +1,6 @@
 """Pseudo-label quality of DBSCAN alone and SLR variants over a simulated sequence of epochs.
 
-    python benchmarks/label_quality.py [--n 6000 --dim 512 --epochs 8]
+    python experiments/label_quality.py [--n 6000 --dim 512 --epochs 8]
 
 Features of known identities improve and drift from epoch to epoch (``pseudo_labels.
 synthetic_features``); each epoch is clustered once (Jaccard + DBSCAN) and every variant refines
@@ -57,7 +57,7 @@ def main():
     seconds = {name: 0.0 for name in refiners}
     print(f"N={args.n} D={args.dim} identities={n_ids} epochs={args.epochs} eps={args.eps}")
     for epoch in range(args.epochs):
-        features, truth = synthetic_features(args.n, args.dim, n_ids, epoch)
+        features, truth, _ = synthetic_features(args.n, args.dim, n_ids, epoch)
         cur = cluster_dbscan(jaccard_distance(features), args.eps)
         for name, refiner in refiners.items():
             start = time.perf_counter()

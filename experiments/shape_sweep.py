@@ -1,6 +1,6 @@
 """Adaptation against its controls on procedural targets of several shapes, camera-blind and camera-aware.
 
-    python benchmarks/shape_sweep.py [--output output/sweep] [--shapes demo,small,...] [--seeds 0,1]
+    python experiments/shape_sweep.py [--output output/sweep] [--shapes demo,small,...] [--seeds 0,1]
                                      [--workers 2] [--tables-only] [opts...]
 
 Each shape is a procedural data set (both domains; sizes, cameras per identity, images per
@@ -9,7 +9,7 @@ model (``configs/Demo/slr-procedural.yml`` plus the shape's opts plus ``opts``):
 and stage 2 as ABMT (refinement off) and as SLR, each with camera-blind and camera-aware
 (``SLR.CLUSTER.CAMERA_AWARE bn``) clustering, and SLR camera-aware with module (h)'s min cluster
 size relative to the clusters (``SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION 0.4``); on the first shape also the true-identity control
-and two sabotaged pipelines (``benchmarks/sabotaged_run.py``: shuffled pseudo-labels, a teacher
+and two sabotaged pipelines (``experiments/sabotaged_run.py``: shuffled pseudo-labels, a teacher
 that is never updated), which must not beat AdaBN.
 
 Every run is a ``tools/train_net.py`` process in ``<output>/<shape>/seed<k>/<setting>``; a run whose
@@ -76,7 +76,7 @@ class Job:
         self.run_dir = os.path.join(self.folder, setting)
         self.source_dir = os.path.join(self.folder, "source")
         script = "sabotaged_run.py" if flags[:1] == ["--sabotage"] else None
-        program = os.path.join(REPO, "benchmarks", script) if script else os.path.join(REPO, "tools", "train_net.py")
+        program = os.path.join(REPO, "experiments", script) if script else os.path.join(REPO, "tools", "train_net.py")
         resume = [] if "--adabn" in flags else ["--resume"]
         self.command = [sys.executable, program, *flags, "--config-file", CONFIG, *resume, *SHAPES[shape], *common,
                         *opts, "SEED", str(seed), "OUTPUT_DIR", self.run_dir, "SLR.SOURCE.OUTPUT_DIR", self.source_dir]

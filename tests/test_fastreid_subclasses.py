@@ -1,5 +1,5 @@
-"""What the plugin chose beyond fast-reid lives in its own trainers' parts (engine/fastreid_parts.py,
-engine/base.py): each works there, and fast-reid's own part, which a host project keeps, is unchanged."""
+"""What the plugin chose beyond fast-reid lives in its own trainers' parts (engine/fastreid_subclasses.py,
+engine/plugin_trainer.py): each works there, and fast-reid's own part, which a host project keeps, is unchanged."""
 import logging
 import subprocess
 import sys
@@ -12,7 +12,7 @@ from fastreid.evaluation import ReidEvaluator
 from fastreid.utils.events import CommonMetricPrinter, EventStorage
 
 from fastreid_slr.engine import PluginTrainer, SLRTrainer
-from fastreid_slr.engine.fastreid_parts import DeviceAMPTrainer, OncePerIterationPrinter, PluginEvaluator
+from fastreid_slr.engine.fastreid_subclasses import DeviceAMPTrainer, OncePerIterationPrinter, PluginEvaluator
 from tiny import random_batch, tiny_baseline_cfg, tiny_slr_cfg
 
 
