@@ -5,6 +5,9 @@ PYTHON ?= python3
 export FASTREID_DATASETS ?= $(CURDIR)/datasets
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# The engine's own venv: slr_refine's needs alone (requirements/), no torch, no fast-reid.
+ENGINE_VENV  := .venv-engine
+ENGINE_STAMP := $(ENGINE_VENV)/.setup-done
 # Exactly one faiss (setup.py's extras): the GPU build where an NVIDIA driver answers, the CPU
 # build elsewhere. `make setup FAISS=cpu` overrides.
 FAISS  ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
@@ -34,8 +37,15 @@ demo: setup
 	mkdir -p "$(FASTREID_DATASETS)"
 	$(PY) tools/demo.py
 
-test: setup
-	$(PY) -m pytest -q tests
+$(ENGINE_STAMP): requirements/engine.txt requirements/engine-tests.txt Makefile
+	test -x $(ENGINE_VENV)/bin/python || $(PYTHON) -m venv $(ENGINE_VENV)
+	$(ENGINE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/engine-tests.txt
+	touch $(ENGINE_STAMP)
+
+# The engine's tests where torch and fast-reid are not installed, then the plugin's and whole runs.
+test: setup $(ENGINE_STAMP)
+	$(ENGINE_VENV)/bin/python -m pytest -q tests/engine
+	$(PY) -m pytest -q tests/plugin tests/integration
 
 # The GPU acceptance check (tools/gpu_check.py): the paper's model on CUDA, a tiny CPU mode
 # without one. One JSON and one table in output/gpu-check.
@@ -44,5 +54,6 @@ gpu-check: setup
 	$(PY) tools/gpu_check.py --output output/gpu-check
 
 # Slow and GPU-only tests too (skipped by default).
-test-all: setup
-	$(PY) -m pytest -q --run-slow tests
+test-all: setup $(ENGINE_STAMP)
+	$(ENGINE_VENV)/bin/python -m pytest -q --run-slow tests/engine
+	$(PY) -m pytest -q --run-slow tests/plugin tests/integration

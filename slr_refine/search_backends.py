@@ -27,18 +27,23 @@ SOURCE_LISTS = ("other", "none", "none", "none")
 
 
 @numba.njit(cache=True, inline="always")
-def _keep(indices, values, a, index, d):
-    """Insert ``d`` (of row ``index``) into row ``a``'s ascending ``values`` when it beats the last
-    (zero columns: not wanted). Every row ever left out is beyond the final edge."""
+def _insert(indices, values, a, index, d):
+    """Insert ``d`` (of row ``index``) into row ``a``'s ascending ``values``, dropping the last;
+    returns the new last value, the bar the next distance must beat."""
     t = values.shape[1] - 1
-    if t < 0 or not d < values[a, t]:
-        return
     while t > 0 and values[a, t - 1] > d:
         values[a, t] = values[a, t - 1]
         indices[a, t] = indices[a, t - 1]
         t -= 1
     values[a, t] = d
     indices[a, t] = index
+    return values[a, values.shape[1] - 1]
+
+
+@numba.njit(cache=True, inline="always")
+def _bar(values, a):
+    """What a distance must beat to enter row ``a``'s list: its last value (-inf: no list wanted)."""
+    return values[a, values.shape[1] - 1] if values.shape[1] else -np.inf
 
 
 @numba.njit(cache=True)
@@ -48,19 +53,27 @@ def _scan_block(products, row_norms, column_norms, column_offset, row_cameras, c
 
     ``near[a]`` / ``near_edge[a]`` (rows of this block) hold each row's smallest float32 distances
     so far, ascending; ``far`` / ``far_edge`` its largest, kept as negated distances (ascending);
-    ``within`` / ``across`` its smallest to columns of the same / of another camera.
+    ``within`` / ``across`` its smallest to columns of the same / of another camera. A distance
+    enters by insertion, so every row ever left out is beyond the final edge; each row's bars
+    are kept in registers, so the common case is one comparison per list.
     """
     by_camera = within.shape[1] + across.shape[1] > 0
     for a in range(products.shape[0]):
+        near_bar, far_bar = _bar(near_edge, a), _bar(far_edge, a)
+        within_bar, across_bar = _bar(within_edge, a), _bar(across_edge, a)
+        row_norm, camera = row_norms[a], row_cameras[a]
         for b in range(products.shape[1]):
-            d = row_norms[a] + column_norms[b] - np.float32(2.0) * products[a, b]
-            _keep(near, near_edge, a, column_offset + b, d)
-            _keep(far, far_edge, a, column_offset + b, -d)
+            d = row_norm + column_norms[b] - np.float32(2.0) * products[a, b]
+            if d < near_bar:
+                near_bar = _insert(near, near_edge, a, column_offset + b, d)
+            if -d < far_bar:
+                far_bar = _insert(far, far_edge, a, column_offset + b, -d)
             if by_camera:
-                if row_cameras[a] == column_cameras[b]:
-                    _keep(within, within_edge, a, column_offset + b, d)
-                else:
-                    _keep(across, across_edge, a, column_offset + b, d)
+                if camera == column_cameras[b]:
+                    if d < within_bar:
+                        within_bar = _insert(within, within_edge, a, column_offset + b, d)
+                elif d < across_bar:
+                    across_bar = _insert(across, across_edge, a, column_offset + b, d)
 
 
 class BlasSearch:

@@ -1,4 +1,12 @@
-"""Test-wide set-up: a stable dataset cache, and slow / GPU tests skipped unless asked for."""
+"""Test-wide set-up: seeded tests, slow / GPU tests skipped unless asked for, and, where torch is
+installed, the plugin's: a stable dataset cache, fast-reid's fixes applied first, one intra-op
+thread, and the tiny stage 1 the stage-2 tests start from.
+
+The layout: ``tests/engine`` tests ``slr_refine`` alone and runs where torch and fast-reid are not
+installed (``make test`` runs it in such a venv, proving the engine framework-free); ``tests/plugin``
+holds the plugin's unit tests; ``tests/integration`` whole runs (training end to end, DDP, faults,
+a host project, ``make gpu-check``'s tiny mode).
+"""
 import os
 import random
 
@@ -6,18 +14,22 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# fast-reid reads FASTREID_DATASETS once, on import: set it before anything imports fastreid.
-os.environ.setdefault("FASTREID_DATASETS", os.path.join(REPO, ".cache", "datasets"))
-os.makedirs(os.environ["FASTREID_DATASETS"], exist_ok=True)
 
-import torch  # noqa: E402
+try:
+    import torch
+except ImportError:  # the engine's own venv: no torch, no fast-reid, no plugin
+    torch = None
 
-import fastreid_slr  # noqa: E402,F401  (compat patches before any test imports fast-reid)
-import procedural_reid  # noqa: E402,F401  (the tests' data: ProceduralA / ProceduralB)
+if torch is not None:
+    # fast-reid reads FASTREID_DATASETS once, on import: set it before anything imports fastreid.
+    os.environ.setdefault("FASTREID_DATASETS", os.path.join(REPO, ".cache", "datasets"))
+    os.makedirs(os.environ["FASTREID_DATASETS"], exist_ok=True)
+    import fastreid_slr  # noqa: F401  (compat patches before any test imports fast-reid)
+    import procedural_reid  # (the tests' data: ProceduralA / ProceduralB)
 
-# One intra-op thread: tiny models gain little from two, and two threads sharing a core with
-# anything else (a loader worker, another process) spin and run many times slower.
-torch.set_num_threads(1)
+    # One intra-op thread: tiny models gain little from two, and two threads sharing a core with
+    # anything else (a loader worker, another process) spin and run many times slower.
+    torch.set_num_threads(1)
 
 
 def pytest_addoption(parser):
@@ -31,10 +43,11 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     run_slow = config.getoption("--run-slow")
+    cuda = torch is not None and torch.cuda.is_available()
     for item in items:
         if "slow" in item.keywords and not run_slow:
             item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
-        if "gpu" in item.keywords and not (run_slow and torch.cuda.is_available()):
+        if "gpu" in item.keywords and not (run_slow and cuda):
             item.add_marker(pytest.mark.skip(reason="needs CUDA and --run-slow"))
 
 
@@ -42,7 +55,8 @@ def _seed_everything():
     """fast-reid's samplers draw their seeds from numpy; augmentations use random and torch."""
     random.seed(0)
     np.random.seed(0)
-    torch.manual_seed(0)
+    if torch is not None:
+        torch.manual_seed(0)
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +69,9 @@ def seeded():
 def procedural_spec():
     """The procedural datasets' default spec (which a config's set-up replaces) is the same for
     every test, whichever tests ran before it."""
+    if torch is None:
+        yield
+        return
     spec = procedural_reid.get_default_spec()
     yield
     procedural_reid.set_default_spec(spec)

@@ -3,7 +3,7 @@ without CUDA, as pip installs it: the ``breaks`` patches, applied when ``fastrei
 
 A break is fast-reid code that cannot work there: it raises, hangs, or silently stops learning.
 Each fix changes nothing where fast-reid works (docs/compat.md "fast-reid 1.4.0 on today's torch" lists
-them; tests/test_compat.py shows each failure without its fix). Behaviour the plugin chose is no
+them; tests/plugin/test_compat.py shows each failure without its fix). Behaviour the plugin chose is no
 patch: it lives in the plugin's own classes and tools, which only the plugin's runs use.
 
 Every patch goes through ``replace``, which records the original under the patch's name, so

@@ -113,7 +113,12 @@ class CachedBatches:
                 images = decoded.images[torch.from_numpy(positions).to(decoded.images.device)]
             batch = {key: column[torch.from_numpy(rows)] if isinstance(column, torch.Tensor) else
                      [column[i] for i in rows] for key, column in decoded.columns.items()}
-            batch["images"] = images.to(self.device, non_blocking=True).float()
+            if images.device.type == "cpu" and self.device.type == "cpu":
+                # numpy's conversion, one thread: torch's hands a few MB to its OpenMP threads, which
+                # cost 7.9 ms a 128-image 64x32 batch on two busy cores against numpy's 0.2 ms
+                batch["images"] = torch.from_numpy(images.numpy().astype(np.float32))
+            else:
+                batch["images"] = images.to(self.device, non_blocking=True).float()
             yield batch
 
 

@@ -1,5 +1,5 @@
 """A stage-2 trainer that records what its rank trained on, so that a DDP run can be checked for
-ranks that agree (tests/test_ddp.py on two gloo ranks, the check's ddp part on two GPUs)."""
+ranks that agree (tests/integration/test_ddp.py on two gloo ranks, the check's ddp part on two GPUs)."""
 import json
 import os
 from typing import Sequence

@@ -67,6 +67,18 @@ def test_torch_search_gives_the_blas_searchs_neighbours_in_small_blocks():
     _same(found, expected)
 
 
+def test_torch_search_gives_the_blas_searchs_camera_lists():
+    """CA-Jaccard's within- and across-camera lists: masked blocks give what BLAS gives."""
+    features = _features(7)
+    cameras = np.random.default_rng(7).choice([0, 1, 2, 3], size=len(features), p=[0.5, 0.3, 0.19, 0.01])
+    kwargs = dict(farthest=True, others=features[:40], cameras=cameras, within=6, across=21)
+    expected = search_neighbours(features, 9, backend=BlasSearch(block_size=64), **kwargs)
+    found = search_neighbours(features, 9, backend=TorchSearch("cpu", max_block_bytes=4 * 300 * 7), **kwargs)
+    _same(found, expected)
+    np.testing.assert_array_equal(found.within, expected.within)
+    np.testing.assert_array_equal(found.across, expected.across)
+
+
 def test_torch_search_out_of_memory_falls_back_to_the_cpu_with_a_warning(monkeypatch):
     features = _features(2)
     expected = search_neighbours(features, 10, farthest=True)

@@ -96,10 +96,6 @@ def test_absent_pairs_floor_and_defaults():
 
 
 def test_hdbscan_module_d_takes_the_jaccard_distance_only():
-    """The pseudo-labeler refuses HDBSCAN with a source term (its MST needs constant absent pairs)."""
-    from fastreid_slr.engine import PseudoLabeler
-    from slr_refine import SLRRefiner
-
-    with pytest.raises(ValueError, match="SOURCE_WEIGHT"):
-        PseudoLabeler(refiner=SLRRefiner(), method="hdbscan", source_weight=0.1)
+    """HDBSCAN clusters the Jaccard distance alone (its MST needs constant absent pairs; the plugin's
+    labeler refuses a source term with it: tests/plugin/test_pseudo_labeler.py)."""
     assert cluster_hdbscan(jaccard_distance(domains(0, n=80)[0]), 5).shape == (80,)

@@ -1,12 +1,11 @@
 """SLRRefiner across epochs: passthrough, projection, state round trip, options."""
-import io
+import json
 
 import numpy as np
 import pytest
-import torch
 
 from slr_refine import SLRRefiner, harden, iou_projection, relabel_contiguous
-from test_refine_projection import brute_soft_labels
+from test_projection import brute_soft_labels
 
 
 def epoch_labels(n_epochs=3, n=600, n_ids=40, seed=0):
@@ -53,11 +52,9 @@ def test_second_epoch_refines_with_the_projection(alpha, normalize):
     assert 0.5 < stats["agreement_with_previous"] <= 1.0
 
 
-def _torch_round_trip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
+def _round_trip(state):
+    """Through JSON: the state is plain lists and numbers (checkpoints load it with weights_only)."""
+    return json.loads(json.dumps(state))
 
 
 def test_state_dict_round_trip_makes_the_next_step_identical():
@@ -66,13 +63,13 @@ def test_state_dict_round_trip_makes_the_next_step_identical():
     original.step(first)
     original.step(second)
     restored = SLRRefiner(alpha=0.6)
-    restored.load_state_dict(_torch_round_trip(original.state_dict()))
+    restored.load_state_dict(_round_trip(original.state_dict()))
     assert restored.steps == 2
     expected, got = original.step(third), restored.step(third)
     np.testing.assert_array_equal(got.hard_labels, expected.hard_labels)
     assert (got.soft_labels != expected.soft_labels).nnz == 0
     fresh = SLRRefiner(alpha=0.6)
-    fresh.load_state_dict(_torch_round_trip(SLRRefiner().state_dict()))
+    fresh.load_state_dict(_round_trip(SLRRefiner().state_dict()))
     assert fresh.step(third).soft_labels is None, "an empty state means a first epoch"
 
 

@@ -65,3 +65,9 @@ def test_a_bad_setting_fails_at_start_up_naming_its_key(tmp_path, key, value, me
     cfg = tiny_slr_cfg(tmp_path / "run", tmp_path / "source", **{key: value})
     with pytest.raises(ValueError, match=message):
         check_adaptation_config(cfg)
+
+
+def test_hdbscan_module_d_refuses_a_source_term():
+    """HDBSCAN's spanning tree needs every absent pair at one distance: no source term with it."""
+    with pytest.raises(ValueError, match="SOURCE_WEIGHT"):
+        PseudoLabeler(refiner=SLRRefiner(), method="hdbscan", source_weight=0.1)

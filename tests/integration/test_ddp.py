@@ -17,9 +17,8 @@ import torch
 
 import fastreid_slr  # noqa: F401  (compat patches first)
 from fastreid_slr.gpu_check.ranks import launch_recorded
-from tiny import PROCEDURAL, TINY_SLR, as_opts
+from tiny import PROCEDURAL, REPO, TINY_SLR, as_opts
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "Demo", "slr-procedural.yml")
 
 
@@ -48,7 +47,8 @@ def test_two_gloo_ranks_agree_on_labels_classifiers_and_refiner(source_weights, 
     opts = _opts(source_weights, output_dir)
     command = [sys.executable, os.path.abspath(__file__), "--config-file", CONFIG, "--num-gpus", "2",
                "--dist-url", "auto", *as_opts(opts)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",  # tiny.py, for the script run
+               PYTHONPATH=os.pathsep.join([os.path.join(REPO, "tests"), os.environ.get("PYTHONPATH", "")]))
     with open(tmp_path / "ddp.log", "w") as log:
         rc = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
     text = (tmp_path / "ddp.log").read_text()

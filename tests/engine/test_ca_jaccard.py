@@ -4,7 +4,6 @@ float64 search; the clustering distance's one search with cameras."""
 import numpy as np
 import pytest
 
-from fastreid_slr.neighbour_search import TorchSearch
 from slr_refine import (BlasSearch, CameraJaccard, FaissSearch, add_source_term, clustering_distance, jaccard_distance,
                         normalize_features, search_neighbours, source_distances, to_dense_distance)
 from slr_refine.errors import InvalidArgument
@@ -89,8 +88,7 @@ def dense_camera_lists(features, cameras, k, within, across):
 
 
 BACKENDS = {"blas, blocks of 64": BlasSearch(block_size=64), "blas, one block": BlasSearch(),
-            "faiss, per camera": FaissSearch(chunk_size=100),
-            "torch (cpu), small masked blocks": TorchSearch("cpu", max_block_bytes=4 * 300 * 7)}
+            "faiss, per camera": FaissSearch(chunk_size=100)}  # torch's: tests/plugin/test_neighbour_search.py
 
 
 @pytest.mark.parametrize("backend", BACKENDS.values(), ids=BACKENDS.keys())

@@ -1,4 +1,4 @@
-"""A fast-reid project of its own (tests/host_project: its config keys, backbone, dataset and
+"""A fast-reid project of its own (tests/integration/host_project: its config keys, backbone, dataset and
 trainer script on fast-reid's launch) with fastreid_slr mixed in, each run in its own process:
 
 (a) its Baseline trains and evaluates, to the same weights and figures as with only fastreid_slr's
@@ -16,10 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROJECT = os.path.join(HERE, "host_project")
+from tiny import REPO
+
+PROJECT = os.path.join(REPO, "tests", "integration", "host_project")
 CONFIG = os.path.join(PROJECT, "configs", "toys.yml")
-BREAKS_ONLY = os.path.join(HERE, "breaks_only.py")
+BREAKS_ONLY = os.path.join(REPO, "tests", "breaks_only.py")
 
 
 @pytest.fixture(scope="module")
