@@ -8,7 +8,8 @@ camera, how strongly the cameras dominate the picture). On each shape and SEED, 
 model (``configs/Demo/slr-procedural.yml`` plus the shape's opts plus ``opts``): source only, AdaBN,
 and stage 2 as ABMT (refinement off) and as SLR, each with camera-blind and camera-aware
 (``SLR.CLUSTER.CAMERA_AWARE bn``) clustering, and SLR camera-aware with module (h)'s min cluster
-size relative to the clusters (``SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION 0.4``); on the first shape also the true-identity control
+size relative to the clusters (``SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION 0.4``), and ABMT and SLR under
+CA-Jaccard (``SLR.CLUSTER.CAMERA_JACCARD``) alone and with ``bn``; on the first shape also the true-identity control
 and two sabotaged pipelines (``experiments/sabotaged_run.py``: shuffled pseudo-labels, a teacher
 that is never updated), which must not beat AdaBN.
 
@@ -50,6 +51,7 @@ SHAPES: Dict[str, List[str]] = {
 }
 AWARE = ["SLR.CLUSTER.CAMERA_AWARE", "bn"]
 BLIND = ["SLR.CLUSTER.CAMERA_AWARE", "none"]
+CA_JACCARD = ["SLR.CLUSTER.CAMERA_JACCARD", "True"]
 ABMT = ["SLR.REFINE.ENABLED", "False"]
 # setting -> (label, flags before the opts, opts); "source only" is stage 1's own final evaluation.
 SETTINGS = {
@@ -60,6 +62,10 @@ SETTINGS = {
     "slr-aware": ("SLR, camera-aware", [], AWARE),
     "slr-aware-relsize": ("SLR, camera-aware, min cluster size 0.4 x median", [],
                           AWARE + ["SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION", "0.4"]),
+    "abmt-ca-jaccard": ("ABMT, CA-Jaccard", [], ABMT + BLIND + CA_JACCARD),
+    "slr-ca-jaccard": ("SLR, CA-Jaccard", [], BLIND + CA_JACCARD),
+    "abmt-aware-ca-jaccard": ("ABMT, camera-aware + CA-Jaccard", [], ABMT + AWARE + CA_JACCARD),
+    "slr-aware-ca-jaccard": ("SLR, camera-aware + CA-Jaccard", [], AWARE + CA_JACCARD),
 }
 CONTROLS = {  # the first shape only
     "oracle": ("true identities", [], ["SLR.ORACLE", "True"]),
@@ -241,6 +247,9 @@ def verdicts(rows: dict, seeds) -> List[str]:
             aware, blind = m(f"{method}-aware", seed), m(f"{method}-blind", seed)
             if None not in (aware, blind):
                 parts.append(f"{method.upper()} aware {aware - blind:+.1f} over blind")
+            for ca in ("ca-jaccard", "aware-ca-jaccard"):
+                if None not in (aware, m(f"{method}-{ca}", seed)):
+                    parts.append(f"{method.upper()} {ca} {m(f'{method}-{ca}', seed) - aware:+.1f} over aware")
         if parts:
             out.append(f"- SEED {seed}: " + "; ".join(parts))
     return out
