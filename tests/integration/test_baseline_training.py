@@ -18,6 +18,8 @@ def test_baseline_learns_on_a_and_loses_accuracy_on_b(tmp_path):
     cfg.merge_from_file(os.path.join(REPO, "configs", "Demo", "baseline-procedural.yml"))
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.DATASETS.PROCEDURAL.IMAGES_PER_CAMERA = 6  # as the demo: ~20 images per identity
+    cfg.SOLVER.MAX_EPOCH, cfg.SOLVER.STEPS = 6, [4]  # 6 of the config's 16 epochs show the gap already
+    cfg.SOLVER.CHECKPOINT_PERIOD = cfg.TEST.EVAL_PERIOD = 6
     cfg.OUTPUT_DIR = str(tmp_path)
     apply_procedural_config(cfg)
     random.seed(0)
@@ -33,5 +35,5 @@ def test_baseline_learns_on_a_and_loses_accuracy_on_b(tmp_path):
     losses = [v for v, _ in trainer.storage.history("total_loss").values()]
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
     source, target = results["ProceduralA"]["mAP"], results["ProceduralB"]["mAP"]
-    assert source > target + 5, (source, target)  # trained on A: clearly worse on B (65 vs 48)
+    assert source > target + 5, (source, target)  # trained on A: clearly worse on B (55 vs 42 in 6 epochs)
     assert os.path.isfile(tmp_path / "model_final.pth")
