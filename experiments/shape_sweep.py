@@ -8,10 +8,10 @@ camera, how strongly the cameras dominate the picture). On each shape and SEED, 
 model (``configs/Demo/slr-procedural.yml`` plus the shape's opts plus ``opts``): source only, AdaBN,
 and stage 2 as ABMT (refinement off) and as SLR, each with camera-blind and camera-aware
 (``SLR.CLUSTER.CAMERA_AWARE bn``) clustering, and SLR camera-aware with module (h)'s min cluster
-size relative to the clusters (``SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION 0.4``), and ABMT and SLR under
-CA-Jaccard (``SLR.CLUSTER.CAMERA_JACCARD``) alone and with ``bn``; on the first shape also the true-identity control
-and two sabotaged pipelines (``experiments/sabotaged_run.py``: shuffled pseudo-labels, a teacher
-that is never updated), which must not beat AdaBN.
+size relative to the clusters (``SLR.REFINE.MIN_CLUSTER_SIZE_FRACTION 0.4``), and ABMT and SLR
+under CA-Jaccard (``SLR.CLUSTER.CAMERA_JACCARD``) alone and with ``bn``; on the first shape also
+the true-identity control and two sabotaged pipelines (``experiments/sabotaged_run.py``: shuffled
+pseudo-labels, a teacher that is never updated), which must not beat AdaBN.
 
 Every run is a ``tools/train_net.py`` process in ``<output>/<shape>/seed<k>/<setting>``; a run whose
 ``final_results.json`` exists is skipped, an unfinished one resumes from its last checkpoint, so the
